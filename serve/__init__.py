@@ -1,0 +1,1 @@
+"""Ray Serve application: the decision endpoint and the operator API."""
