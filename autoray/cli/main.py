@@ -15,9 +15,10 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so that building the app never happens at import of a command module.
-    from autoray.cli import plan
+    from autoray.cli import cases, plan
 
     plan.register(app)
+    cases.register(app)
 
 
 def main() -> None:
