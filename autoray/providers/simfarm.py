@@ -1,0 +1,350 @@
+"""The SIMULATED model farm: an OpenAI-compatible HTTP server whose models are not real.
+
+It is the embedded stand-in for model endpoints, so a benchmark runs end to end with no
+account, key or network: each configured simulated model answers golden cases from their
+reference (or wrong answer) with its configured per-route skill, price and latency,
+deterministically (see :mod:`autoray.simulation`). Every response carries
+``system_fingerprint: "autoray-simulated-farm"`` so nothing it produces can pass for a real
+model's output.
+
+Test hooks (``test_hooks=True`` only; never enabled by ``autoray sim serve``):
+``POST /_faults`` queues faults for a model (or all models), consumed one per chat request, so
+provider tests can exercise retries over real HTTP; ``DELETE /_faults`` clears them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from autoray import simulation
+from autoray.errors import ConfigError, InfrastructureError
+from autoray.providers.base import wire_model_name
+from autoray.taxonomy import ROUTES
+
+if TYPE_CHECKING:
+    from autoray.cases import Dataset, GoldenCase
+    from autoray.config import BenchConfig, ModelEntry
+    from autoray.settings import Settings
+
+_START_TIMEOUT_S = 20.0
+_STOP_TIMEOUT_S = 10.0
+_ANY_MODEL = "*"
+
+
+class ChatRequest(BaseModel):
+    """The part of an OpenAI chat-completions request the farm reads.
+
+    Unknown fields are ignored, not rejected: OpenAI clients send many optional parameters
+    (temperature, max_tokens, ...) that a simulated model has no use for.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+
+
+class Fault(BaseModel):
+    """One test-only misbehaviour, repeated for ``count`` requests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(default=None, ge=400, le=599)
+    retry_after: float | None = Field(default=None, ge=0)
+    malformed: bool = False
+    bad_tool_arguments: bool = False
+    delay_ms: int = Field(default=0, ge=0)
+    count: int = Field(default=1, ge=1)
+
+
+class FaultRequest(BaseModel):
+    """``model`` is a wire name (``id`` or ``id@variant``); omitted means every model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = _ANY_MODEL
+    faults: list[Fault] = Field(min_length=1)
+
+
+class _Farm:
+    """What the app serves: models by wire name, cases by prompt, and queued test faults."""
+
+    def __init__(self, models: Sequence[ModelEntry], dataset: Dataset, seed: int) -> None:
+        self.models = _models_by_wire_name(models)
+        self.cases = {case.prompt.strip(): case for case in dataset.cases}
+        self.seed = seed
+        self.faults: dict[str, deque[Fault]] = {}
+
+    def queue_faults(self, request: FaultRequest) -> None:
+        queue = self.faults.setdefault(request.model, deque())
+        for fault in request.faults:
+            queue.extend(fault.model_copy(update={"count": 1}) for _ in range(fault.count))
+
+    def next_fault(self, model: str) -> Fault | None:
+        for key in (model, _ANY_MODEL):
+            queue = self.faults.get(key)
+            if queue:
+                return queue.popleft()
+        return None
+
+    def reply(self, entry: ModelEntry, request: ChatRequest, rep: int) -> simulation.SimTurn:
+        prompt = _first_user_prompt(request.messages)
+        case = self.cases.get(prompt.strip())
+        if case is None:
+            return simulation.SimTurn(simulation.generic_reply(prompt))
+        return simulation.next_turn(
+            case,
+            passing=self._passes(entry, case, rep),
+            messages=request.messages,
+            tools_offered=bool(request.tools),
+        )
+
+    def _passes(self, entry: ModelEntry, case: GoldenCase, rep: int) -> bool:
+        skill = simulation.skill_for(case.route, entry.skill or {})
+        return simulation.passes(entry.id, entry.variant, case.id, rep, self.seed, skill)
+
+
+def build_farm_app(
+    models: Sequence[ModelEntry], dataset: Dataset, *, seed: int, test_hooks: bool = False
+) -> FastAPI:
+    """The farm as a FastAPI app; non-simulated entries are ignored, skills checked up front."""
+    farm = _Farm(models, dataset, seed)
+    app = FastAPI(title="autoray SIMULATED model farm (not real models)", docs_url=None)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "simulated": True, "models": len(farm.models),
+                "cases": len(farm.cases)}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(name) for name in farm.models]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: ChatRequest) -> Response:
+        return await _complete(farm, request, test_hooks)
+
+    if test_hooks:
+        _add_fault_routes(app, farm)
+    return app
+
+
+def _add_fault_routes(app: FastAPI, farm: _Farm) -> None:
+    @app.post("/_faults")
+    async def queue_faults(request: FaultRequest) -> dict[str, Any]:
+        farm.queue_faults(request)
+        return {"queued": {key: len(queue) for key, queue in farm.faults.items()}}
+
+    @app.delete("/_faults")
+    async def clear_faults() -> dict[str, Any]:
+        farm.faults.clear()
+        return {"queued": {}}
+
+
+async def _complete(farm: _Farm, request: ChatRequest, test_hooks: bool) -> Response:
+    entry = farm.models.get(request.model)
+    if entry is None:
+        return _error(
+            404, f"The model {request.model!r} does not exist on the simulated farm; "
+            f"served models: {', '.join(farm.models) or '(none)'}",
+            param="model", code="model_not_found",
+        )
+    rep_text = (request.metadata or {}).get("rep", "0")
+    if not rep_text.isdigit():
+        return _error(400, f"metadata.rep must be a non-negative integer, got {rep_text!r}",
+                      param="metadata.rep")
+    fault = farm.next_fault(request.model) if test_hooks else None
+    if fault is not None and fault.delay_ms:
+        await asyncio.sleep(fault.delay_ms / 1000)
+    if fault is not None and (fault.status or fault.malformed):
+        return _fault_response(fault)
+    if entry.latency_ms:
+        await asyncio.sleep(entry.latency_ms / 1000)
+    turn = farm.reply(entry, request, int(rep_text))
+    body = _completion_body(request, turn)
+    if fault is not None and fault.bad_tool_arguments:
+        _break_tool_arguments(body)
+    return JSONResponse(body)
+
+
+def _completion_body(request: ChatRequest, turn: simulation.SimTurn) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": turn.content}
+    if turn.is_tool_call:
+        arguments = json.dumps(turn.tool_arguments, sort_keys=True)
+        message["tool_calls"] = [{"id": turn.tool_call_id, "type": "function",
+                                  "function": {"name": turn.tool_name, "arguments": arguments}}]
+    prompt_tokens = simulation.conversation_tokens(request.messages)
+    completion_tokens = simulation.count_tokens(
+        turn.content or json.dumps(message.get("tool_calls"), sort_keys=True)
+    )
+    return {
+        "id": "chatcmpl-sim-" + _digest(request.model_dump_json()),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "system_fingerprint": simulation.SIMULATED_FINGERPRINT,
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": "tool_calls" if turn.is_tool_call else "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def _break_tool_arguments(body: dict[str, Any]) -> None:
+    message = body["choices"][0]["message"]
+    message["tool_calls"] = message.get("tool_calls") or [
+        {"id": "call_bad", "type": "function", "function": {"name": "bash", "arguments": ""}}
+    ]
+    for call in message["tool_calls"]:
+        call["function"]["arguments"] = "{not json"
+
+
+def _fault_response(fault: Fault) -> Response:
+    if fault.malformed:
+        return Response("{this is not json", media_type="application/json")
+    status = fault.status or 500
+    response = _error(status, f"simulated fault: HTTP {status} (test hook)", code="sim_fault")
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = f"{fault.retry_after:g}"
+    return response
+
+
+def _error(status: int, message: str, *, param: str | None = None,
+           code: str | None = None) -> JSONResponse:
+    """An error in the OpenAI format, so OpenAI clients surface the message."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'body'}: {err.get('msg')}"
+        for err in errors
+    )
+    return _error(400, f"invalid request: {detail or exc}")
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0,
+            "owned_by": simulation.SIMULATED_FINGERPRINT}
+
+
+def _models_by_wire_name(models: Sequence[ModelEntry]) -> dict[str, ModelEntry]:
+    served: dict[str, ModelEntry] = {}
+    for entry in models:
+        if entry.provider != "simulated":
+            continue
+        name = wire_model_name(entry)
+        if name in served:
+            raise ConfigError(f"simulated model {name!r} is listed twice; give each a variant")
+        for route in ROUTES:
+            simulation.skill_for(route, entry.skill or {})
+        served[name] = entry
+    return served
+
+
+def _first_user_prompt(messages: list[dict[str, Any]]) -> str:
+    for message in messages:
+        if message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+@contextmanager
+def serve_farm(
+    models: Sequence[ModelEntry],
+    dataset: Dataset,
+    *,
+    seed: int,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    test_hooks: bool = False,
+) -> Iterator[str]:
+    """Run the farm with uvicorn in a background thread; yields ``http://HOST:PORT/v1``.
+
+    Binding the socket here (port 0 = a free port) tells the caller the port before the server
+    starts, with no race for it.
+    """
+    app = build_farm_app(models, dataset, seed=seed, test_hooks=test_hooks)
+    sock = _bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="autoray-sim-farm", daemon=True
+    )
+    thread.start()
+    try:
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        _wait_healthy(url, server, thread)
+        yield url + "/v1"
+    finally:
+        server.should_exit = True
+        thread.join(_STOP_TIMEOUT_S)
+        sock.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot bind the simulated farm to {host}:{port} ({exc}); pick another --port"
+        ) from None
+    return sock
+
+
+def _wait_healthy(url: str, server: uvicorn.Server, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise InfrastructureError(
+                f"the simulated farm did not start at {url} within {_START_TIMEOUT_S:g}s; "
+                "see its log above"
+            )
+        time.sleep(0.02)
+    httpx.get(url + "/healthz", timeout=_START_TIMEOUT_S).raise_for_status()
+
+
+def farm_url_for(
+    config: BenchConfig, settings: Settings, stack: ExitStack, *, dataset: Dataset | None = None
+) -> str | None:
+    """Where the config's simulated models are served: None when it has none, else
+    ``AUTORAY_SIM_URL`` when set, else a farm started now and stopped when ``stack`` closes."""
+    simulated = [entry for entry in config.models if entry.provider == "simulated"]
+    if not simulated:
+        return None
+    if settings.sim_url:
+        return settings.sim_url
+    if dataset is None:
+        from autoray.cases import load_dataset
+
+        dataset = load_dataset(config.dataset)
+    return stack.enter_context(serve_farm(simulated, dataset, seed=config.seed))
