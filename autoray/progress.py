@@ -70,3 +70,32 @@ def render_progress(progress: RunProgress, *, width: int = 30) -> str:
         f" | {format_duration(progress.elapsed_s)} elapsed, ETA {format_duration(progress.eta_s)}"
         f" | {progress.status}"
     )
+
+
+def stored_progress(record: Any, *, cases_done: int, errors: int, dead_lanes: int) -> RunProgress:
+    """Progress of a run from the database alone, when no coordinator holds it live.
+
+    ``record`` is a stored run (``autoray.store.RunRecord``); the total comes from its config
+    snapshot and the dataset that snapshot names.
+    """
+    from autoray.cases import load_dataset
+    from autoray.config import parse_config
+    from autoray.errors import AutorayError
+
+    try:
+        parsed = parse_config(record.config, source=f"snapshot of run {record.run_id}")
+        total = len(load_dataset(parsed.dataset).cases) * len(parsed.models) * parsed.repetitions
+    except AutorayError:
+        total = cases_done
+    end = record.finished_at or record.updated_at
+    return RunProgress(
+        run_id=record.run_id,
+        status=record.status,
+        cases_done=cases_done,
+        cases_total=total,
+        errors=errors,
+        lanes={"dead": dead_lanes} if dead_lanes else {},
+        elapsed_s=(end - record.created_at).total_seconds(),
+        table_version=record.table_version,
+        reason=record.status_reason,
+    )

@@ -19,6 +19,13 @@ def _register() -> None:
 
     plan.register(app)
     cases.register(app)
+    from autoray.cli import db
+
+    db.register(app)
+    from autoray.cli import bench, table
+
+    bench.register(app)
+    table.register(app)
 
 
 def main() -> None:

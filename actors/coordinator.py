@@ -1,0 +1,714 @@
+"""The coordinator actor: detached, named, async, and the single writer of run state.
+
+It starts runs (config snapshot, engine identity, run models), reserves each run's live-
+container budget as a placement group, spawns one :class:`~actors.lane.ShardLane` per lane,
+records case rows idempotently, answers status queries while runs are in flight, retries lanes
+under the failure policy, and finalizes (summaries -> ranking -> routing table -> publish).
+
+Only this actor writes run state, so the embedded SQLite default stays correct with 100 lanes.
+Detached actors do not survive the cluster going down, so everything needed to resume a run
+lives in the database: on (re)start the coordinator reloads every run still marked running and
+recreates the lanes that lack rows; lanes then run only the cases without a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import Counter as TallyCounter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from actors.clients import CoordinatorClient
+from actors.lane import LaneReport, LaneWork, SandboxFactory, ShardLane
+from actors.metrics import EngineMetrics
+from autoray.cases import Dataset, load_dataset
+from autoray.config import BenchConfig, config_snapshot, parse_config
+from autoray.errors import AutorayError, InfrastructureError, SandboxUnavailableError
+from autoray.identity import engine_identity
+from autoray.lanes import LaneEvent, LaneState, RunStatus, lane_transition, run_transition
+from autoray.planning import LaneSpec, Plan, check_budget, chunk_ranges, plan_run
+from autoray.policy import Action, FailureKind, FailurePolicy
+from autoray.progress import RunProgress
+from autoray.results import CaseResult
+from autoray.runs import load_progress, run_summary
+from autoray.store import migrate, open_store, repo
+from autoray.store.engine import Store, redact_url
+from autoray.summaries import summarize
+from autoray.table import build_table
+
+logger = logging.getLogger("autoray.coordinator")
+
+_MIB = 1024 * 1024
+_CANCEL_GRACE_S = 20.0
+
+
+class PlacementError(AutorayError):
+    """The cluster cannot place a run's placement group within the timeout."""
+
+
+@dataclass
+class _Lane:
+    spec: LaneSpec
+    bundle: int
+    state: LaneState = LaneState.PENDING
+    attempts: int = 0
+    actor: Any = None
+    last_heard: float = field(default_factory=time.monotonic)
+    chunks_run: list[int] = field(default_factory=list)
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "identity": self.spec.identity,
+            "actor_name": self.spec.actor_name,
+            "model_id": self.spec.model_id,
+            "variant": self.spec.variant,
+            "rep": self.spec.rep,
+            "shard": self.spec.shard,
+            "chunks": list(self.spec.chunks),
+            "chunks_run": list(self.chunks_run),
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class _Run:
+    run_id: str
+    config: BenchConfig
+    dataset: Dataset
+    plan: Plan
+    engine_identity: str
+    lanes: dict[str, _Lane]
+    cases_done: int = 0
+    errors: int = 0
+    started_wall: float = field(default_factory=time.time)
+    status: RunStatus = RunStatus.RUNNING
+    reason: str | None = None
+    table_version: str | None = None
+    sim_url: str | None = None
+    sandbox_factory: SandboxFactory | None = None
+    dataset_ref: Any = None
+    pg: PlacementGroup | None = None
+    farm: Any = None
+    task: asyncio.Task[None] | None = None
+    cancel_requested: bool = False
+
+    def progress(self) -> RunProgress:
+        tally = TallyCounter(lane.state.value for lane in self.lanes.values())
+        return RunProgress(
+            run_id=self.run_id,
+            status=self.status.value,
+            cases_done=self.cases_done,
+            cases_total=_cases_total(self.plan),
+            errors=self.errors,
+            lanes_total=len(self.lanes),
+            lanes=dict(tally),
+            elapsed_s=time.time() - self.started_wall,
+            table_version=self.table_version,
+            reason=self.reason,
+        )
+
+
+def _cases_total(plan: Plan) -> int:
+    return plan.case_count * plan.entries * plan.repetitions
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Coordinator:
+    """Plain class; :func:`actors.clients.get_or_create_coordinator` makes it a named actor."""
+
+    def __init__(self, database_url: str, namespace: str) -> None:
+        self._database_url = database_url
+        self._namespace = namespace
+        self._store: Store | None = None
+        self._runs: dict[str, _Run] = {}
+        self._start_lock = asyncio.Lock()
+        self._started = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self._metrics = EngineMetrics()
+        _kick_self()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def _ensure_started(self) -> Store:
+        if self._store is not None and self._started:
+            return self._store
+        async with self._start_lock:
+            if not self._started:
+                await migrate.upgrade_async(self._database_url)
+                self._store = open_store(self._database_url)
+                self._started = True
+                await self._resume_all()
+                self._sweeper = asyncio.create_task(self._sweep_forever())
+        assert self._store is not None
+        return self._store
+
+    async def _resume_all(self) -> None:
+        async with self._session() as session:
+            records = await repo.running_runs(session)
+        for record in records:
+            if record.run_id in self._runs:
+                continue
+            try:
+                await self._resume_record(record, sim_url=None)
+            except AutorayError as err:
+                logger.error("run %s cannot resume: %s", record.run_id, err)
+
+    def _session(self) -> Any:
+        assert self._store is not None
+        return self._store.session()
+
+    async def ping(self) -> dict[str, Any]:
+        await self._ensure_started()
+        return {
+            "database_url": self._database_url,
+            "database_url_redacted": redact_url(self._database_url),
+            "namespace": self._namespace,
+            "runs": sorted(run_id for run_id, run in self._runs.items() if not run.status.terminal),
+        }
+
+    # ------------------------------------------------------------------ starting runs
+    async def start_run(
+        self,
+        config: dict[str, Any],
+        *,
+        run_id: str | None = None,
+        sim_url: str | None = None,
+        sandbox_factory: SandboxFactory | None = None,
+    ) -> str:
+        await self._ensure_started()
+        cfg = parse_config(config, source="run config")
+        check_budget(len(cfg.models), cfg.repetitions, cfg.max_live_containers)
+        dataset = await asyncio.to_thread(load_dataset, cfg.dataset)
+        run_id = run_id or _new_run_id(cfg.name)
+        run = self._build_run(run_id, cfg, dataset, sim_url, sandbox_factory)
+        async with self._session() as session:
+            await repo.create_run(
+                session,
+                run_id=run_id,
+                name=cfg.name,
+                config=config_snapshot(cfg),
+                engine_identity=run.engine_identity,
+                dataset_identity=dataset.identity,
+                models=cfg.model_keys,
+            )
+        self._launch(run)
+        return run_id
+
+    async def resume_run(self, run_id: str, *, sim_url: str | None = None) -> str:
+        await self._ensure_started()
+        live = self._runs.get(run_id)
+        if live is not None and not live.status.terminal:
+            return run_id
+        async with self._session() as session:
+            record = await repo.get_run(session, run_id=run_id)
+        if record is None:
+            raise AutorayError(f"no run with id {run_id!r}; `autoray bench list` shows the runs")
+        if record.status != RunStatus.RUNNING.value:
+            raise AutorayError(
+                f"run {run_id!r} is {record.status}; only a running run can be resumed "
+                "(start a new one with `autoray bench run CONFIG`)"
+            )
+        await self._resume_record(record, sim_url=sim_url)
+        return run_id
+
+    async def _resume_record(self, record: Any, *, sim_url: str | None) -> None:
+        cfg = parse_config(record.config, source=f"snapshot of run {record.run_id}")
+        dataset = await asyncio.to_thread(load_dataset, cfg.dataset)
+        run = self._build_run(record.run_id, cfg, dataset, sim_url, None)
+        if run.engine_identity != record.engine_identity:
+            reason = (
+                f"engine identity changed since the run started ({record.engine_identity} -> "
+                f"{run.engine_identity}): the dataset or the graders differ, so its rows cannot "
+                "be reused; start a new run"
+            )
+            await self._set_status(run, RunStatus.FAILED, reason)
+            raise AutorayError(f"run {record.run_id!r} cannot resume: {reason}")
+        run.started_wall = record.created_at.timestamp()
+        await self._restore_lanes(run)
+        logger.info(
+            "run %s resumed: %d/%d cases present",
+            run.run_id,
+            run.cases_done,
+            _cases_total(run.plan),
+        )
+        self._launch(run)
+
+    async def _restore_lanes(self, run: _Run) -> None:
+        async with self._session() as session:
+            failures = {
+                f.lane_identity for f in await repo.lane_failures(session, run_id=run.run_id)
+            }
+            run.cases_done = await repo.count_case_results(session, run_id=run.run_id)
+            run.errors = await repo.count_case_errors(session, run_id=run.run_id)
+        for lane in run.lanes.values():
+            if await self._lane_rows_complete(run, lane):
+                lane.state = LaneState.FINISHED
+            elif lane.spec.identity in failures:
+                lane.state, lane.reason = LaneState.DEAD, "recorded dead before the restart"
+
+    def _build_run(
+        self,
+        run_id: str,
+        cfg: BenchConfig,
+        dataset: Dataset,
+        sim_url: str | None,
+        sandbox_factory: SandboxFactory | None,
+    ) -> _Run:
+        plan = plan_run(
+            run_id=run_id,
+            models=cfg.model_keys,
+            repetitions=cfg.repetitions,
+            case_count=len(dataset.cases),
+            chunk_size=cfg.chunk_size,
+            budget=cfg.max_live_containers,
+        )
+        lanes = {spec.identity: _Lane(spec, bundle) for bundle, spec in enumerate(plan.lanes)}
+        return _Run(
+            run_id=run_id,
+            config=cfg,
+            dataset=dataset,
+            plan=plan,
+            engine_identity=engine_identity(dataset),
+            lanes=lanes,
+            sim_url=sim_url,
+            sandbox_factory=sandbox_factory,
+        )
+
+    def _launch(self, run: _Run) -> None:
+        self._runs[run.run_id] = run
+        run.task = asyncio.create_task(self._drive(run))
+
+    # ------------------------------------------------------------------ driving a run
+    async def _drive(self, run: _Run) -> None:
+        try:
+            await self._reserve(run)
+            await self._start_farm(run)
+            run.dataset_ref = ray.put(run.dataset)
+            pending = [lane for lane in run.lanes.values() if not lane.state.terminal]
+            await asyncio.gather(*(self._lane_loop(run, lane) for lane in pending))
+            if not run.cancel_requested:
+                await self._finalize(run)
+        except PlacementError as err:
+            await self._set_status(run, RunStatus.FAILED, str(err))
+        except Exception as err:
+            logger.exception("run %s failed", run.run_id)
+            await self._set_status(run, RunStatus.FAILED, f"{type(err).__name__}: {err}")
+        finally:
+            self._release(run)
+
+    async def _reserve(self, run: _Run) -> None:
+        engine = run.config.engine
+        size = len(run.plan.lanes)
+        bundle: dict[str, float] = {"CPU": engine.lane_cpu}
+        if engine.lane_memory_mb:
+            bundle["memory"] = float(engine.lane_memory_mb * _MIB)
+        pg = placement_group(
+            [dict(bundle) for _ in range(size)], strategy="SPREAD", name=f"autoray:{run.run_id}"
+        )
+        try:
+            await asyncio.wait_for(pg.ready(), timeout=engine.placement_timeout_s)
+        except TimeoutError:
+            remove_placement_group(pg)
+            raise PlacementError(
+                _placement_message(size, bundle, engine.placement_timeout_s)
+            ) from None
+        run.pg = pg
+        logger.info("run %s: placement group of %d lane bundles ready", run.run_id, size)
+
+    async def _start_farm(self, run: _Run) -> None:
+        simulated = [m for m in run.config.models if m.provider == "simulated"]
+        if not simulated or run.sim_url:
+            return
+        from actors.farm import SimFarm
+
+        run.farm = (
+            ray.remote(SimFarm)
+            .options(
+                name=f"simfarm:{run.run_id}",
+                namespace=self._namespace,
+                num_cpus=0,
+                max_concurrency=4,
+            )
+            .remote(simulated, run.dataset, run.config.seed)
+        )
+        run.sim_url = await run.farm.url.remote()
+        logger.info("run %s: simulated model farm at %s", run.run_id, run.sim_url)
+
+    def _release(self, run: _Run) -> None:
+        if run.pg is not None:
+            remove_placement_group(run.pg)
+            run.pg = None
+        if run.farm is not None:
+            ray.kill(run.farm)
+            run.farm = None
+
+    async def _lane_loop(self, run: _Run, lane: _Lane) -> None:
+        policy = _policy(run.config)
+        while not lane.state.terminal and not run.cancel_requested:
+            if lane.state is LaneState.RETRYING:
+                self._transition(run, lane, LaneEvent.RETRY_DUE)
+            else:
+                self._transition(run, lane, LaneEvent.START)
+            lane.attempts += 1
+            failure = await self._attempt(run, lane)
+            if lane.state.terminal or run.cancel_requested:
+                return
+            if failure is None or await self._lane_rows_complete(run, lane):
+                self._transition(run, lane, LaneEvent.ROWS_COMPLETE)
+                return
+            kind, detail = failure
+            decision = policy.decide(attempt=lane.attempts, kind=kind, detail=detail)
+            await self._apply_decision(run, lane, decision)
+            if decision.action is Action.RETRY:
+                await asyncio.sleep(decision.delay_s)
+
+    async def _attempt(self, run: _Run, lane: _Lane) -> tuple[FailureKind, str] | None:
+        """Run one attempt of a lane; returns the failure, or None when its rows are complete."""
+        try:
+            lane.actor = self._spawn_lane(run, lane)
+            lane.last_heard = time.monotonic()
+            self._transition(run, lane, LaneEvent.STARTED)
+            report: LaneReport = await lane.actor.run.remote()
+        except SandboxUnavailableError as err:
+            return FailureKind.SANDBOX_UNAVAILABLE, str(err)
+        except RayActorError as err:
+            return FailureKind.LANE_LOST, type(err).__name__
+        except InfrastructureError as err:
+            return FailureKind.LANE_ERROR, str(err)
+        except Exception as err:  # a bug in a lane must not hang the run
+            logger.exception("lane %s raised", lane.spec.identity)
+            return FailureKind.LANE_ERROR, f"{type(err).__name__}: {err}"
+        finally:
+            self._kill_actor(lane)
+        lane.chunks_run.extend(report.chunks_run)
+        if report.stopped or not await self._lane_rows_complete(run, lane):
+            return FailureKind.LANE_ERROR, "lane ended with cases still missing"
+        return None
+
+    def _spawn_lane(self, run: _Run, lane: _Lane) -> Any:
+        engine = run.config.engine
+        model = next(m for m in run.config.models if m.key == lane.spec.model)
+        ranges = chunk_ranges(len(run.dataset.cases), run.config.chunk_size)
+        ids = [case.id for case in run.dataset.cases]
+        work = LaneWork(
+            model=model,
+            sandbox=run.config.sandbox,
+            runner=run.config.runner,
+            chunk_cases={c: tuple(ids[i] for i in ranges[c]) for c in lane.spec.chunks},
+            sim_url=run.sim_url,
+            sandbox_factory=run.sandbox_factory,
+        )
+        options: dict[str, Any] = {
+            "name": lane.spec.actor_name,
+            "namespace": self._namespace,
+            "max_restarts": 0,
+            "max_concurrency": 2,
+            "num_cpus": engine.lane_cpu,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                placement_group=run.pg, placement_group_bundle_index=lane.bundle
+            ),
+        }
+        if engine.lane_memory_mb:
+            options["memory"] = engine.lane_memory_mb * _MIB
+        me = CoordinatorClient(ray.get_runtime_context().current_actor)
+        return ray.remote(ShardLane).options(**options).remote(lane.spec, work, run.dataset_ref, me)
+
+    def _kill_actor(self, lane: _Lane) -> None:
+        if lane.actor is not None:
+            ray.kill(lane.actor, no_restart=True)
+            lane.actor = None
+
+    async def _apply_decision(self, run: _Run, lane: _Lane, decision: Any) -> None:
+        lane.reason = decision.reason
+        if decision.action is Action.RETRY:
+            self._metrics.lane_retries.inc(
+                1.0, tags={"run": run.run_id, "kind": decision.reason.split(":")[0]}
+            )
+            self._transition(run, lane, LaneEvent.FAILED_RETRY, decision=decision)
+            return
+        self._transition(run, lane, LaneEvent.FAILED_GIVE_UP, decision=decision)
+        await self._record_dead(run, lane, decision.reason)
+
+    async def _record_dead(self, run: _Run, lane: _Lane, reason: str) -> None:
+        async with self._session() as session:
+            await repo.record_lane_failure(
+                session,
+                run_id=run.run_id,
+                lane_identity=lane.spec.identity,
+                reason=reason,
+                attempts=lane.attempts,
+            )
+
+    async def _lane_rows_complete(self, run: _Run, lane: _Lane) -> bool:
+        wanted = set(_lane_case_ids(run, lane.spec))
+        async with self._session() as session:
+            present = await repo.existing_case_ids(
+                session,
+                run_id=run.run_id,
+                model=lane.spec.model,
+                rep=lane.spec.rep,
+                case_ids=wanted,
+            )
+        return wanted <= present
+
+    def _transition(self, run: _Run, lane: _Lane, event: LaneEvent, **extra: Any) -> None:
+        old = lane.state
+        lane.state = lane_transition(old, event)
+        decision = extra.get("decision")
+        logger.info(
+            json.dumps(
+                {
+                    "event": "lane_transition",
+                    "run": run.run_id,
+                    "lane": lane.spec.identity,
+                    "from": old.value,
+                    "to": lane.state.value,
+                    "on": event.value,
+                    "attempt": lane.attempts,
+                    "reason": lane.reason if decision is not None else None,
+                    "policy": None
+                    if decision is None
+                    else {
+                        "action": decision.action.value,
+                        "delay_s": decision.delay_s,
+                        "max_attempts": decision.max_attempts,
+                    },
+                }
+            )
+        )
+        counts = TallyCounter(x.state.value for x in run.lanes.values())
+        self._metrics.set_lanes(run.run_id, dict(counts), [s.value for s in LaneState])
+
+    # ------------------------------------------------------------------ rows from lanes
+    async def remaining_cases(
+        self, run_id: str, lane_identity: str, case_ids: list[str]
+    ) -> list[str]:
+        run = self._run_or_raise(run_id)
+        lane = run.lanes.get(lane_identity)
+        if lane is None:
+            raise AutorayError(f"run {run_id!r} has no lane {lane_identity!r}")
+        lane.last_heard = time.monotonic()
+        async with self._session() as session:
+            present = await repo.existing_case_ids(
+                session,
+                run_id=run_id,
+                model=lane.spec.model,
+                rep=lane.spec.rep,
+                case_ids=set(case_ids),
+            )
+        return [case_id for case_id in case_ids if case_id not in present]
+
+    async def record_result(self, result: CaseResult) -> bool:
+        """Persist one case row; a repeated delivery writes nothing and returns False."""
+        run = self._run_or_raise(result.run_id)
+        async with self._session() as session:
+            inserted = await repo.upsert_case_result(session, result=result)
+        for lane in run.lanes.values():
+            if lane.spec.model == result.model and lane.spec.rep == result.rep:
+                lane.last_heard = time.monotonic()
+        if inserted:
+            run.cases_done += 1
+            run.errors += result.outcome.error is not None
+            self._metrics.record_case(
+                model=result.model.label(),
+                route=result.route,
+                outcome=_outcome_label(result),
+                latency_ms=result.outcome.latency_ms,
+            )
+        return inserted
+
+    def _run_or_raise(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise AutorayError(f"run {run_id!r} is not active on this coordinator")
+        return run
+
+    # ------------------------------------------------------------------ finalization
+    async def _finalize(self, run: _Run) -> None:
+        run.status = run_transition(run.status, RunStatus.FINALIZING)
+        async with self._session() as session:
+            rows = await repo.case_results(session, run_id=run.run_id)
+        summaries = summarize(rows)
+        table = build_table(
+            summaries=summaries,
+            run_id=run.run_id,
+            models=run.config.model_keys,
+            dataset_identity=run.dataset.identity,
+            min_accuracy=run.config.min_accuracy,
+            switch_cost_factor=run.config.switch_cost_factor,
+            generated_at=_now().isoformat(),
+            context_lengths={m.key: m.context_length for m in run.config.models},
+        )
+        reason = None
+        async with self._session() as session:
+            await repo.replace_summaries(session, run_id=run.run_id, summaries=summaries)
+            if table.is_publishable:
+                await repo.save_table(session, table=table)
+                await repo.activate_table(session, version=table.version)
+                run.table_version = table.version
+            else:
+                missing = table.missing_routes()
+                reason = (
+                    f"routing table not published: {len(missing)} route(s) without a candidate "
+                    f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
+                    "the previous table stays active"
+                )
+        dead = [lane.spec.identity for lane in run.lanes.values() if lane.state is LaneState.DEAD]
+        if dead and reason is None:
+            reason = f"{len(dead)} lane(s) dead; finalized with the lanes that finished"
+        await self._set_status(run, RunStatus.COMPLETED, reason)
+
+    async def _set_status(self, run: _Run, status: RunStatus, reason: str | None) -> None:
+        if run.status is not status:
+            run.status = run_transition(run.status, status)
+        run.reason = reason
+        async with self._session() as session:
+            await repo.set_run_status(
+                session,
+                run_id=run.run_id,
+                status=status.value,
+                reason=reason,
+                table_version=run.table_version,
+            )
+        logger.info(
+            json.dumps(
+                {
+                    "event": "run_status",
+                    "run": run.run_id,
+                    "status": status.value,
+                    "reason": reason,
+                    "table_version": run.table_version,
+                }
+            )
+        )
+
+    # ------------------------------------------------------------------ queries
+    async def status(self, run_id: str) -> dict[str, Any]:
+        await self._ensure_started()
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run.progress().as_dict()
+        async with self._session() as session:
+            return (await load_progress(session, run_id)).as_dict()
+
+    async def lanes(self, run_id: str) -> list[dict[str, Any]]:
+        await self._ensure_started()
+        return [lane.as_dict() for lane in self._run_or_raise(run_id).lanes.values()]
+
+    async def list_runs(self) -> list[dict[str, Any]]:
+        await self._ensure_started()
+        async with self._session() as session:
+            records = await repo.list_runs(session)
+        return [run_summary(record) for record in records]
+
+    async def active_table(self) -> dict[str, Any] | None:
+        await self._ensure_started()
+        async with self._session() as session:
+            table = await repo.active_table(session)
+        return None if table is None else table.as_dict()
+
+    # ------------------------------------------------------------------ cancel and sweep
+    async def cancel(self, run_id: str) -> dict[str, Any]:
+        await self._ensure_started()
+        run = self._runs.get(run_id)
+        if run is None or run.status is not RunStatus.RUNNING:
+            return await self.status(run_id)  # unknown here, finished, or too late to stop
+        run.cancel_requested = True
+        stops = [lane.actor.stop.remote() for lane in run.lanes.values() if lane.actor is not None]
+        if stops:
+            await asyncio.wait(
+                [asyncio.ensure_future(ref) for ref in stops], timeout=_CANCEL_GRACE_S
+            )
+        if run.task is not None:
+            await asyncio.wait([run.task], timeout=_CANCEL_GRACE_S)
+        for lane in run.lanes.values():
+            self._kill_actor(lane)
+            if not lane.state.terminal:
+                self._transition(run, lane, LaneEvent.CANCEL)
+        await self._set_status(run, RunStatus.CANCELLED, "cancelled by request")
+        return run.progress().as_dict()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            interval = min(
+                [30.0] + [run.config.engine.sweep_after_s / 4 for run in self._runs.values()]
+            )
+            await asyncio.sleep(max(0.5, interval))
+            for run in list(self._runs.values()):
+                if run.status is RunStatus.RUNNING and not run.cancel_requested:
+                    await self._sweep(run)
+
+    async def _sweep(self, run: _Run) -> None:
+        """Mark lanes dead that have not been heard from for ``sweep_after_s``."""
+        limit = run.config.engine.sweep_after_s
+        now = time.monotonic()
+        for lane in run.lanes.values():
+            silent = now - lane.last_heard
+            if lane.state in (LaneState.STARTING, LaneState.RUNNING) and silent > limit:
+                lane.reason = (
+                    f"swept: no word from the lane for {silent:.0f} s (sweep_after_s={limit:g})"
+                )
+                self._transition(run, lane, LaneEvent.SWEPT)
+                self._kill_actor(lane)
+                await self._record_dead(run, lane, lane.reason)
+
+
+# ---------------------------------------------------------------------- helpers
+def _kick_self() -> None:
+    """Queue a ping to ourselves, so a restarted coordinator resumes runs without waiting for a
+    client to call it (Ray runs the call once ``__init__`` has returned)."""
+    try:
+        ray.get_runtime_context().current_actor.ping.remote()
+    except Exception as err:  # outside an actor (unit tests) there is nothing to kick
+        logger.debug("no self-kick: %s", err)
+
+
+def _policy(cfg: BenchConfig) -> FailurePolicy:
+    engine = cfg.engine
+    return FailurePolicy(engine.max_attempts, engine.backoff_base_s, engine.backoff_max_s)
+
+
+def _new_run_id(name: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:24] or "run"
+    return f"{safe}-{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _lane_case_ids(run: _Run, spec: LaneSpec) -> list[str]:
+    ranges = chunk_ranges(len(run.dataset.cases), run.config.chunk_size)
+    return [run.dataset.cases[i].id for chunk in spec.chunks for i in ranges[chunk]]
+
+
+def _outcome_label(result: CaseResult) -> str:
+    if result.outcome.error is not None:
+        return "error"
+    return "pass" if result.outcome.score >= 1 else "fail"
+
+
+def _placement_message(size: int, bundle: dict[str, float], timeout: float) -> str:
+    total, free = ray.cluster_resources(), ray.available_resources()
+    need_cpu = size * bundle["CPU"]
+    need_mem = size * bundle.get("memory", 0) / _MIB
+    return (
+        f"the cluster could not place a placement group of {size} lane bundles "
+        f"(each CPU {bundle['CPU']:g}, memory {bundle.get('memory', 0) / _MIB:.0f} MiB; "
+        f"{need_cpu:g} CPU and {need_mem:.0f} MiB in all) within {timeout:g} s; the cluster has "
+        f"CPU {total.get('CPU', 0):g} ({free.get('CPU', 0):g} free) and memory "
+        f"{total.get('memory', 0) / _MIB:.0f} MiB ({free.get('memory', 0) / _MIB:.0f} MiB free). "
+        "Lower max_live_containers, engine.lane_cpu or engine.lane_memory_mb, add nodes, "
+        "or raise engine.placement_timeout_s"
+    )

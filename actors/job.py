@@ -1,0 +1,66 @@
+"""Entry point for ``ray job submit``: the same benchmark as ``autoray bench run``.
+
+    ray job submit --working-dir . -- python -m actors.job run examples/small.yaml
+
+Inside a job Ray sets ``RAY_ADDRESS``, so the driver joins the cluster the job was submitted
+to; progress goes to the job log, one line every few seconds. Pass ``--database-url`` with an
+absolute path (or a PostgreSQL URL): a relative SQLite path would land in the job's temporary
+working directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from actors import driver
+from autoray.errors import AutorayError
+from autoray.settings import Settings, resolve_database_url
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m actors.job", description="Run an autoray benchmark as a Ray job."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start a run and follow it")
+    run.add_argument("config")
+    resume = sub.add_parser("resume", help="resume a run still marked running")
+    resume.add_argument("run_id")
+    for command in (run, resume):
+        command.add_argument("--database-url", default=None)
+        command.add_argument("--address", default=None)
+        command.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    options = driver.DriverOptions(
+        address=args.address, database_url=args.database_url, log_to_driver=True, live=False
+    )
+    try:
+        if args.command == "run":
+            snapshot, url = driver.prepare(args.config, options, settings)
+        else:
+            url = driver.absolute_sqlite_url(resolve_database_url(args.database_url, settings))
+        driver.connect(options, settings)
+        client = driver.coordinator(options, url)
+        if args.command == "run":
+            run_id = client.start_run(snapshot, sim_url=settings.sim_url)
+        else:
+            run_id = client.resume_run(args.run_id, sim_url=settings.sim_url)
+        print(f"autoray run {run_id} started", flush=True)
+        progress = driver.follow(client, run_id, out=sys.stdout, live=False)
+    except AutorayError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = driver.final_summary(progress)
+    print(json.dumps(summary) if args.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    return 0 if progress.status == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

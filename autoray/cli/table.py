@@ -1,0 +1,130 @@
+"""``autoray table``: show, list and activate (roll back to) routing tables."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from autoray.cli._common import fail, print_json
+from autoray.errors import AutorayError
+from autoray.settings import Settings, resolve_database_url
+from autoray.table import RoutingTable
+
+T = TypeVar("T")
+
+table_app = typer.Typer(help="Routing tables: show, list, activate.", no_args_is_help=True)
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Else AUTORAY_DATABASE_URL, else ./autoray.db."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(table_app, name="table")
+
+
+def _with_session(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    from autoray.store import open_store, upgrade_async
+
+    async def _go() -> T:
+        await upgrade_async(url)
+        store = open_store(url)
+        try:
+            async with store.session() as session:
+                return await work(session)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(_go())
+    except AutorayError as err:
+        fail(str(err))
+
+
+def _url(flag: str | None) -> str:
+    return resolve_database_url(flag, Settings.from_env())
+
+
+@table_app.command("show")
+def show(
+    version: Annotated[
+        str | None, typer.Option("--version", help="A version (default: the active table).")
+    ] = None,
+    database_url: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The active routing table (or VERSION): routes with their ranked candidates."""
+    from autoray.store import repo
+
+    async def _load(session: Any) -> RoutingTable | None:
+        if version is None:
+            return await repo.active_table(session)
+        return await repo.get_table(session, version=version)
+
+    table = _with_session(_url(database_url), _load)
+    if table is None:
+        what = f"no routing table with version {version!r}" if version else "no active table"
+        fail(f"{what}; `autoray table list` shows the versions, `autoray bench run` makes one")
+    if as_json:
+        print_json(table.as_dict())
+    else:
+        typer.echo(render_table(table))
+
+
+def render_table(table: RoutingTable) -> str:
+    lines = [
+        f"routing table {table.version}  generated {table.generated_at}  run {table.run_id or '-'}",
+        f"min_accuracy {table.min_accuracy:g}  switch_cost_factor {table.switch_cost_factor:g}",
+        "",
+    ]
+    for route, candidates in table.routes.items():
+        lines.append(route)
+        if not candidates:
+            lines.append("   (no candidate)")
+        for rank, cand in enumerate(candidates, start=1):
+            label = f"{cand.model_id}[{cand.variant}]" if cand.variant else cand.model_id
+            mark = "meets" if cand.meets_threshold else "below"
+            lines.append(
+                f"  {rank}. {label:<32} acc {cand.accuracy:.4f}  "
+                f"avg ${cand.avg_cost_usd:.6f}  {mark}"
+            )
+    return "\n".join(lines)
+
+
+@table_app.command("list")
+def list_tables(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Published routing tables, newest first; the active one is marked."""
+    from autoray.store import repo
+
+    infos = _with_session(_url(database_url), lambda s: repo.list_tables(s))
+    rows = [
+        {"version": i.version, "generated_at": i.generated_at, "run_id": i.run_id,
+         "active": i.active}
+        for i in infos
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no routing tables yet; `autoray bench run CONFIG` publishes one")
+    for row in rows:
+        typer.echo(f"{'*' if row['active'] else ' '} {row['version']:<22} "
+                   f"{row['generated_at']:<34} {row['run_id'] or '-'}")
+
+
+@table_app.command("activate")
+def activate(
+    version: Annotated[str, typer.Argument(help="The version to make active (rollback).")],
+    database_url: DbOpt = None,
+) -> None:
+    """Make VERSION the active routing table."""
+    from autoray.store import repo
+
+    previous = _with_session(
+        _url(database_url), lambda s: repo.activate_table(s, version=version)
+    )
+    typer.echo(f"active routing table: {version} (was {previous or 'none'})")
