@@ -1,0 +1,221 @@
+"""The simulated model farm over real HTTP on 127.0.0.1: its OpenAI-compatible surface,
+labelling, latency, error format, test hooks, and its lifecycle helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+import pytest
+
+from autoray.cases import Dataset, GoldenCase
+from autoray.config import BenchConfig, ModelEntry, PriceConfig
+from autoray.errors import ConfigError
+from autoray.providers.simfarm import build_farm_app, farm_url_for, serve_farm
+from autoray.settings import Settings
+from autoray.simulation import SIMULATED_FINGERPRINT, count_tokens
+
+PRICE = PriceConfig(input_per_mtok=1.0, output_per_mtok=2.0)
+CASE = GoldenCase.model_validate({
+    "id": "debugging-root_cause_analysis-farm-sample",
+    "route": "debugging/root_cause_analysis",
+    "language": "python",
+    "difficulty": "easy",
+    "prompt": "Which exception does int('x') raise?",
+    "check": {"kind": "exact", "expected": "ValueError"},
+    "reference": {"answer": "ValueError",
+                  "steps": [{"tool": "bash", "command": "python3 -c \"int('x')\""}]},
+    "wrong_answer": "TypeError",
+})
+DATASET = Dataset(name="farm-test", cases=(CASE,), identity="farm-test:0")
+
+
+def _sim(model_id: str, **extra: Any) -> ModelEntry:
+    fields: dict[str, Any] = {"id": model_id, "provider": "simulated", "price": PRICE,
+                              "skill": {"default": 1.0}}
+    fields.update(extra)
+    return ModelEntry(**fields)
+
+
+REAL = ModelEntry(id="gpt-real", provider="openai", price=PRICE,
+                  base_url="https://api.example.com/v1", api_key_env="SOME_KEY")
+MODELS = [_sim("sim-a"), _sim("sim-a", variant="fast"), _sim("sim-slow", latency_ms=300), REAL]
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    with serve_farm(MODELS, DATASET, seed=0, test_hooks=True) as url:
+        yield url.removesuffix("/v1")
+
+
+def _chat(base: str, model: str = "sim-a", prompt: str = CASE.prompt,
+          **extra: Any) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "system", "content": "s"},
+                                         {"role": "user", "content": prompt}]}
+    body.update(extra)
+    return httpx.post(f"{base}/v1/chat/completions", json=body, timeout=10)
+
+
+def test_serve_farm_yields_a_loopback_v1_url() -> None:
+    with serve_farm(MODELS, DATASET, seed=0) as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        assert httpx.get(url.removesuffix("/v1") + "/healthz").json()["status"] == "ok"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url.removesuffix("/v1") + "/healthz", timeout=2)
+
+
+def test_healthz_says_it_is_simulated(base: str) -> None:
+    assert httpx.get(f"{base}/healthz").json() == {
+        "status": "ok", "simulated": True, "models": 3, "cases": 1,
+    }
+
+
+def test_models_lists_simulated_wire_names_only(base: str) -> None:
+    body = httpx.get(f"{base}/v1/models").json()
+    assert body["object"] == "list"
+    assert [card["id"] for card in body["data"]] == ["sim-a", "sim-a@fast", "sim-slow"]
+    assert {card["owned_by"] for card in body["data"]} == {SIMULATED_FINGERPRINT}
+
+
+def test_completion_is_openai_shaped_and_labelled_simulated(base: str) -> None:
+    body = _chat(base).json()
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-sim-")
+    assert body["model"] == "sim-a" and isinstance(body["created"], int)
+    assert body["system_fingerprint"] == SIMULATED_FINGERPRINT
+    choice = body["choices"][0]
+    assert choice["message"] == {"role": "assistant", "content": "ValueError"}
+    assert choice["finish_reason"] == "stop"
+    usage = body["usage"]
+    assert usage["completion_tokens"] == count_tokens("ValueError")
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+
+
+def test_same_request_same_answer(base: str) -> None:
+    first, second = _chat(base).json(), _chat(base).json()
+    assert first["id"] == second["id"]
+    assert first["choices"] == second["choices"] and first["usage"] == second["usage"]
+
+
+def test_tools_offered_gives_the_reference_tool_call(base: str) -> None:
+    body = _chat(base, tools=[{"type": "function", "function": {"name": "bash"}}]).json()
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["id"] == "call_0"
+    assert call["function"] == {"name": "bash",
+                                "arguments": '{"command": "python3 -c \\"int(\'x\')\\""}'}
+
+
+def test_unknown_prompt_gets_a_generic_reply_not_an_error(base: str) -> None:
+    response = _chat(base, prompt="What is the weather like?")
+    assert response.status_code == 200
+    content = response.json()["choices"][0]["message"]["content"]
+    assert "simulated model farm" in content
+    assert content == _chat(base, prompt="What is the weather like?").json()[
+        "choices"][0]["message"]["content"]
+
+
+def test_unknown_model_is_404_in_openai_error_format(base: str) -> None:
+    response = _chat(base, model="gpt-real")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["param"] == "model" and error["code"] == "model_not_found"
+    assert "'gpt-real'" in error["message"] and "sim-a@fast" in error["message"]
+
+
+def test_invalid_request_is_400_naming_the_field(base: str) -> None:
+    response = httpx.post(f"{base}/v1/chat/completions", json={"model": "sim-a"})
+    assert response.status_code == 400
+    assert "messages" in response.json()["error"]["message"]
+
+
+def test_bad_rep_is_400(base: str) -> None:
+    response = _chat(base, metadata={"rep": "two"})
+    assert response.status_code == 400
+    assert "metadata.rep" in response.json()["error"]["message"]
+
+
+def test_model_latency_is_slept(base: str) -> None:
+    started = time.monotonic()
+    assert _chat(base, model="sim-slow").status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_faults_are_consumed_in_order_model_first_then_global(base: str) -> None:
+    hooks = f"{base}/_faults"
+    httpx.post(hooks, json={"faults": [{"status": 503}]}).raise_for_status()
+    queued = httpx.post(hooks, json={"model": "sim-a", "faults": [
+        {"status": 429, "retry_after": 2, "count": 2}]}).json()
+    assert queued["queued"] == {"*": 1, "sim-a": 2}
+    first = _chat(base)
+    assert (first.status_code, first.headers["retry-after"]) == (429, "2")
+    assert first.json()["error"]["code"] == "sim_fault"
+    assert _chat(base).status_code == 429
+    assert _chat(base).status_code == 503
+    assert _chat(base).status_code == 200
+    httpx.delete(hooks).raise_for_status()
+
+
+def test_malformed_fault_returns_a_body_that_is_not_json(base: str) -> None:
+    httpx.post(f"{base}/_faults", json={"model": "sim-a", "faults": [{"malformed": True}]})
+    response = _chat(base)
+    assert response.status_code == 200
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_unknown_fault_field_is_rejected(base: str) -> None:
+    response = httpx.post(f"{base}/_faults", json={"faults": [{"stauts": 500}]})
+    assert response.status_code == 400 and "stauts" in response.json()["error"]["message"]
+
+
+def test_fault_hooks_are_off_unless_asked_for() -> None:
+    with serve_farm(MODELS, DATASET, seed=0) as url:
+        response = httpx.post(url.removesuffix("/v1") + "/_faults",
+                              json={"faults": [{"status": 500}]})
+    assert response.status_code in (404, 405)
+
+
+def test_duplicate_wire_names_are_refused() -> None:
+    with pytest.raises(ConfigError, match="'sim-a' is listed twice"):
+        build_farm_app([_sim("sim-a"), _sim("sim-a")], DATASET, seed=0)
+
+
+def test_skill_without_default_is_refused_up_front() -> None:
+    entry = _sim("sim-a").model_copy(update={"skill": {"debugging/*": 1.0}})
+    with pytest.raises(ConfigError, match="add a 'default' key"):
+        build_farm_app([entry], DATASET, seed=0)
+
+
+def test_port_in_use_is_a_config_error_naming_the_port() -> None:
+    with serve_farm(MODELS, DATASET, seed=0) as url:
+        port = int(url.rsplit(":", 1)[1].removesuffix("/v1"))
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"), serve_farm(
+            MODELS, DATASET, seed=0, port=port
+        ):
+            pass
+
+
+class TestFarmUrlFor:
+    def test_no_simulated_models_means_no_farm(self) -> None:
+        config = BenchConfig(name="t", models=[REAL])
+        with ExitStack() as stack:
+            assert farm_url_for(config, Settings(), stack, dataset=DATASET) is None
+
+    def test_configured_sim_url_is_used_as_is(self) -> None:
+        config = BenchConfig(name="t", models=MODELS)
+        settings = Settings(sim_url="http://127.0.0.1:1/v1")
+        with ExitStack() as stack:
+            assert farm_url_for(config, settings, stack, dataset=DATASET) == settings.sim_url
+
+    def test_farm_started_in_the_stack_and_stopped_with_it(self) -> None:
+        config = BenchConfig(name="t", models=MODELS, seed=5)
+        with ExitStack() as stack:
+            url = farm_url_for(config, Settings(), stack, dataset=DATASET)
+            assert url is not None
+            assert httpx.get(url + "/models").json()["data"][0]["id"] == "sim-a"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url + "/models", timeout=2)
