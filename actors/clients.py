@@ -78,6 +78,9 @@ class CoordinatorClient:
     def lanes(self, run_id: str) -> list[dict[str, Any]]:
         return list(_get(self._handle.lanes.remote(run_id)))
 
+    def diagnostics(self, run_id: str) -> dict[str, Any]:
+        return dict(_get(self._handle.diagnostics.remote(run_id)))
+
     def cancel(self, run_id: str) -> RunProgress:
         return RunProgress.from_dict(_get(self._handle.cancel.remote(run_id)))
 

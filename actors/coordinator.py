@@ -104,6 +104,8 @@ class _Run:
     farm: Any = None
     task: asyncio.Task[None] | None = None
     cancel_requested: bool = False
+    resumed_rows: int | None = None
+    deliveries: TallyCounter[str] = field(default_factory=TallyCounter)
 
     def progress(self) -> RunProgress:
         tally = TallyCounter(lane.state.value for lane in self.lanes.values())
@@ -240,6 +242,7 @@ class Coordinator:
             raise AutorayError(f"run {record.run_id!r} cannot resume: {reason}")
         run.started_wall = record.created_at.timestamp()
         await self._restore_lanes(run)
+        run.resumed_rows = run.cases_done
         logger.info(
             "run %s resumed: %d/%d cases present",
             run.run_id,
@@ -498,6 +501,7 @@ class Coordinator:
     async def remaining_cases(
         self, run_id: str, lane_identity: str, case_ids: list[str]
     ) -> list[str]:
+        await self._ensure_started()
         run = self._run_or_raise(run_id)
         lane = run.lanes.get(lane_identity)
         if lane is None:
@@ -515,9 +519,11 @@ class Coordinator:
 
     async def record_result(self, result: CaseResult) -> bool:
         """Persist one case row; a repeated delivery writes nothing and returns False."""
+        await self._ensure_started()
         run = self._run_or_raise(result.run_id)
         async with self._session() as session:
             inserted = await repo.upsert_case_result(session, result=result)
+        run.deliveries["inserted" if inserted else "duplicate"] += 1
         for lane in run.lanes.values():
             if lane.spec.model == result.model and lane.spec.rep == result.rep:
                 lane.last_heard = time.monotonic()
@@ -609,6 +615,19 @@ class Coordinator:
     async def lanes(self, run_id: str) -> list[dict[str, Any]]:
         await self._ensure_started()
         return [lane.as_dict() for lane in self._run_or_raise(run_id).lanes.values()]
+
+    async def diagnostics(self, run_id: str) -> dict[str, Any]:
+        """Counters that show exactly-once delivery at work (tests and operators read them)."""
+        await self._ensure_started()
+        run = self._run_or_raise(run_id)
+        return {
+            "deliveries": {
+                "inserted": run.deliveries["inserted"],
+                "duplicate": run.deliveries["duplicate"],
+            },
+            "resumed_rows": run.resumed_rows,
+            "attempts": {lane.spec.identity: lane.attempts for lane in run.lanes.values()},
+        }
 
     async def list_runs(self) -> list[dict[str, Any]]:
         await self._ensure_started()

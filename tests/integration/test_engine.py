@@ -1,0 +1,265 @@
+"""The benchmark engine on a real local Ray cluster: plan-shaped lanes, exactly-once rows,
+faults (lost lanes, a crashed coordinator, sandbox start failures) and the published table."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+
+import pytest
+import ray
+
+from autoray.cases import load_dataset
+from autoray.planning import plan_run
+from autoray.results import ModelKey
+from autoray.table import routes_equal
+from autoray.taxonomy import ROUTES
+from tests.integration import faults
+from tests.integration.conftest import Engine, bench_config, sim_model, two_models
+
+pytestmark = pytest.mark.ray
+
+
+def _expected_keys(dataset: str, models: list[dict], reps: int) -> set[tuple]:
+    cases = load_dataset(dataset).cases
+    return {
+        (m["id"], m.get("variant"), case.id, rep)
+        for m in models
+        for case in cases
+        for rep in range(reps)
+    }
+
+
+def _row_keys(rows) -> list[tuple]:
+    return [(r.model_id, r.variant, r.case_id, r.rep) for r in rows]
+
+
+def test_lanes_match_the_plan_and_every_row_exists_once(engine: Engine, mini_dataset: str) -> None:
+    models = [
+        sim_model("sim/a", price=0.2, skill={"default": 0.6}),
+        sim_model("sim/b", price=0.5, skill={"default": 0.9}, variant="high"),
+    ]
+    # 18 cases in chunks of 3 -> 6 chunks; budget 5 with 2 entries x 2 reps -> 1 shard each.
+    config = bench_config(mini_dataset, models, repetitions=2, max_live_containers=5)
+    run_id = engine.start(config)
+    progress = engine.wait(run_id)
+    assert progress.status == "completed", progress.reason
+
+    plan = plan_run(
+        run_id=run_id,
+        models=[ModelKey("sim/a", None), ModelKey("sim/b", "high")],
+        repetitions=2,
+        case_count=18,
+        chunk_size=3,
+        budget=5,
+    )
+    lanes = engine.client.lanes(run_id)
+    assert sorted(lane["actor_name"] for lane in lanes) == sorted(s.actor_name for s in plan.lanes)
+    assert all(lane["actor_name"] == "lane:" + lane["identity"] for lane in lanes)
+    for lane in lanes:
+        assert lane["state"] == "finished"
+        assert lane["chunks_run"] == lane["chunks"]  # strictly in plan order
+
+    keys = _row_keys(engine.rows(run_id))
+    assert len(keys) == len(set(keys))
+    assert set(keys) == _expected_keys(mini_dataset, models, reps=2)
+
+
+def test_budget_smaller_than_one_lane_per_chunk(engine: Engine, mini_dataset: str) -> None:
+    models = [sim_model("sim/solo", price=0.2, skill={"default": 1.0})]
+    config = bench_config(mini_dataset, models, chunk_size=2, max_live_containers=4)
+    run_id = engine.start(config)
+    assert engine.wait(run_id).status == "completed"
+    lanes = sorted(engine.client.lanes(run_id), key=lambda lane: lane["shard"])
+    # 9 chunks over 4 shards: shard s works s, s+4, s+8, ...
+    assert [lane["chunks_run"] for lane in lanes] == [[0, 4, 8], [1, 5], [2, 6], [3, 7]]
+    assert len(engine.rows(run_id)) == 18
+
+
+def test_repeated_delivery_writes_nothing_new(engine: Engine, mini_dataset: str) -> None:
+    models = [sim_model("sim/a", price=0.2, skill={"default": 1.0}, latency_ms=150)]
+    run_id = engine.start(bench_config(mini_dataset, models, max_live_containers=1))
+    engine.wait_for_rows(run_id, 1)
+    first = engine.rows(run_id)[0]
+    assert engine.client.record_result(first) is False
+    progress = engine.wait(run_id)
+    assert progress.cases_done == 18
+    keys = _row_keys(engine.rows(run_id))
+    assert len(keys) == len(set(keys)) == 18
+
+
+def test_killed_lane_is_retried_and_only_missing_cases_run(
+    engine: Engine, mini_dataset: str
+) -> None:
+    models = [sim_model("sim/slow", price=0.2, skill={"default": 1.0}, latency_ms=200)]
+    run_id = engine.start(bench_config(mini_dataset, models, max_live_containers=1))
+    engine.wait_for_rows(run_id, 3)
+    (lane,) = engine.client.lanes(run_id)
+    ray.kill(ray.get_actor(lane["actor_name"], namespace=engine.namespace), no_restart=True)
+
+    progress = engine.wait(run_id)
+    assert progress.status == "completed"
+    (lane,) = engine.client.lanes(run_id)
+    assert lane["attempts"] == 2
+    rows = engine.rows(run_id)
+    keys = _row_keys(rows)
+    assert len(keys) == len(set(keys)) == 18
+    # The second attempt skipped every case that already had a row: its chunks ran from the
+    # first chunk with a missing case, and no delivery was a duplicate.
+    assert engine.client.diagnostics(run_id)["deliveries"] == {"inserted": 18, "duplicate": 0}
+
+
+def test_coordinator_crash_resumes_from_persisted_rows(engine: Engine, mini_dataset: str) -> None:
+    models = two_models(latency_ms=150)
+    run_id = engine.start(bench_config(mini_dataset, models, max_live_containers=2))
+    engine.wait_for_rows(run_id, 4)
+    before = len(engine.rows(run_id))
+    ray.kill(engine.client.handle, no_restart=False)  # Ray restarts it; the DB is the truth
+
+    progress = engine.wait(run_id)
+    assert progress.status == "completed", progress.reason
+    rows = engine.rows(run_id)
+    keys = _row_keys(rows)
+    assert len(keys) == len(set(keys)) == 36
+    assert before >= 4
+    # The restarted coordinator resumed from the rows it found, and only the cases without a
+    # row were delivered after that.
+    diagnostics = engine.client.diagnostics(run_id)
+    assert diagnostics["resumed_rows"] is not None and diagnostics["resumed_rows"] >= before
+    assert diagnostics["deliveries"]["inserted"] == 36 - diagnostics["resumed_rows"]
+
+
+def test_sandbox_start_failures_are_retried_never_scored(
+    engine: Engine, mini_dataset: str, tmp_path
+) -> None:
+    faults.ship_by_value()
+    flaky = faults.FlakyStarts(state_dir=str(tmp_path), fail_first=2)
+    models = two_models()
+    config = bench_config(mini_dataset, models, max_live_containers=4)
+    run_id = engine.start(config, sandbox_factory=flaky)
+    progress = engine.wait(run_id)
+    assert progress.status == "completed"
+    rows = engine.rows(run_id)
+    assert len(rows) == 36
+    assert not [r for r in rows if r.outcome.error and "injected" in r.outcome.error]
+    lanes = engine.client.lanes(run_id)
+    assert all(lane["attempts"] == 3 for lane in lanes)
+    assert all(faults.start_count(str(tmp_path), lane["identity"]) == 3 for lane in lanes)
+    assert engine.lane_failures(run_id) == []
+
+
+def test_lane_beyond_retry_limit_is_dead_and_others_finalize(
+    engine: Engine, mini_dataset: str, tmp_path
+) -> None:
+    faults.ship_by_value()
+    models = two_models()
+    config = bench_config(mini_dataset, models, max_live_containers=4, engine={"max_attempts": 2})
+    probe = plan_run(
+        run_id="x",
+        models=[ModelKey("sim/cheap-debugger", None)],
+        repetitions=1,
+        case_count=18,
+        chunk_size=3,
+        budget=2,
+    )
+    assert probe.shard_count == 2
+    run_id = engine.start(
+        config,
+        run_id="dead-lane-run",
+        sandbox_factory=faults.FlakyStarts(
+            state_dir=str(tmp_path),
+            always=frozenset({"dead-lane-run:sim/generalist::0:1"}),
+        ),
+    )
+    progress = engine.wait(run_id)
+    assert progress.status == "completed"
+    assert progress.dead_lanes == 1
+    (failure,) = engine.lane_failures(run_id)
+    assert failure.lane_identity == "dead-lane-run:sim/generalist::0:1"
+    assert failure.attempts == 2
+    rows = engine.rows(run_id)
+    assert not [r for r in rows if r.outcome.error and "injected" in r.outcome.error]
+    per_model = Counter(r.model_id for r in rows)
+    assert per_model["sim/cheap-debugger"] == 18
+    assert per_model["sim/generalist"] == 9  # shard 1 (chunks 1, 3, 5) never ran
+    assert "dead" in (progress.reason or "")
+
+
+def test_faulted_run_publishes_the_same_table_as_a_clean_run(
+    engine: Engine, mini_dataset: str, tmp_path
+) -> None:
+    faults.ship_by_value()
+    models = two_models()
+    clean = engine.start(bench_config(mini_dataset, models, max_live_containers=4))
+    assert engine.wait(clean).status == "completed"
+    clean_table = engine.table()
+
+    flaky = faults.FlakyStarts(state_dir=str(tmp_path), fail_first=1)
+    faulted = engine.start(
+        bench_config(mini_dataset, models, max_live_containers=4), sandbox_factory=flaky
+    )
+    engine.wait_for_rows(faulted, 5)
+    lane = engine.client.lanes(faulted)[0]
+    # If that lane already finished, the start failures alone exercise the retry path.
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(lane["actor_name"], namespace=engine.namespace), no_restart=True)
+    assert engine.wait(faulted).status == "completed"
+    faulted_table = engine.table()
+    assert clean_table is not None and faulted_table is not None
+    assert faulted_table.run_id == faulted
+    assert routes_equal(clean_table, faulted_table)
+
+
+def test_end_to_end_cheap_debugger_wins_debugging_generalist_the_rest(
+    engine: Engine, mini_dataset: str
+) -> None:
+    run_id = engine.start(bench_config(mini_dataset, two_models(), max_live_containers=8))
+    progress = engine.wait(run_id)
+    assert progress.status == "completed"
+    assert progress.table_version is not None
+    table = engine.table()
+    assert table is not None and table.version == progress.table_version
+    for route in ROUTES:
+        first = table.routes[route][0]
+        expected = "sim/cheap-debugger" if route.startswith("debugging/") else "sim/generalist"
+        assert first.model_id == expected, route
+
+
+def test_run_without_candidates_everywhere_is_not_published(
+    engine: Engine, mini_dataset: str
+) -> None:
+    models = [sim_model("sim/a", price=0.2, skill={"default": 1.0})]
+    published = engine.start(bench_config(mini_dataset, models))
+    assert engine.wait(published).status == "completed"
+    before = engine.table()
+    # Case files with only the debugging task type: 15 routes have no candidate.
+    debugging_only = engine.tmp_path / "debugging-only"
+    debugging_only.mkdir()
+    source = next(p for p in __import__("pathlib").Path(mini_dataset).glob("debugging.yaml"))
+    (debugging_only / "debugging.yaml").write_text(source.read_text())
+    partial = engine.start(bench_config(str(debugging_only), models))
+    progress = engine.wait(partial)
+    assert progress.status == "completed"
+    assert progress.table_version is None
+    assert "not published" in (progress.reason or "")
+    after = engine.table()
+    assert before is not None and after is not None and after.version == before.version
+
+
+def test_placement_failure_fails_before_any_case(engine: Engine, mini_dataset: str) -> None:
+    models = [sim_model("sim/a", price=0.2, skill={"default": 1.0})]
+    config = bench_config(
+        mini_dataset,
+        models,
+        max_live_containers=4,
+        engine={"lane_cpu": 1.5, "placement_timeout_s": 2},
+    )
+    started = time.monotonic()
+    run_id = engine.start(config)
+    progress = engine.wait(run_id, timeout=60)
+    assert progress.status == "failed"
+    assert "placement group of 4 lane bundles" in (progress.reason or "")
+    assert "lane_cpu" in (progress.reason or "")
+    assert engine.rows(run_id) == []
+    assert time.monotonic() - started < 30
