@@ -249,6 +249,13 @@ def config_snapshot(cfg: BenchConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
+def resolve_dataset_spec(spec: str, config_path: str | Path) -> str:
+    """A relative dataset path in a config file means relative to that file, not to the cwd."""
+    if spec.startswith("builtin:") or Path(spec).is_absolute():
+        return spec
+    return str((Path(config_path).parent / spec).resolve())
+
+
 def _read_yaml(path: Path, source: str) -> Any:
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "does not exist"

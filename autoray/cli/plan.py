@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from autoray.cli._common import fail, print_json
-from autoray.config import load_config
+from autoray.config import load_config, resolve_dataset_spec
 from autoray.errors import AutorayError
 from autoray.planning import LaneSpec, Plan, plan_run
 from autoray.results import ModelKey
@@ -134,7 +134,8 @@ def _from_config(path: Path, flags: _Overrides) -> _PlanInputs:
             "'models' list; drop --models or drop the config"
         )
     cfg = load_config(path)
-    cases = flags.cases if flags.cases is not None else _dataset_case_count(cfg.dataset)
+    dataset = resolve_dataset_spec(cfg.dataset, path)
+    cases = flags.cases if flags.cases is not None else _dataset_case_count(dataset)
     return _PlanInputs(
         models=cfg.model_keys,
         repetitions=_pick(flags.repetitions, cfg.repetitions, "repetitions"),

@@ -172,3 +172,13 @@ def test_real_process_entry_point() -> None:
     )
     assert bad.returncode == 2
     assert "105 lanes" in bad.stderr and "Traceback" not in bad.stderr and bad.stdout == ""
+
+
+def test_unloadable_dataset_exits_2(app: typer.Typer, tmp_path: Path) -> None:
+    pytest.importorskip("autoray.cases")
+    text = (EXAMPLES / "small.yaml").read_text().replace("builtin:decider", "no-such-cases")
+    path = tmp_path / "bench.yaml"
+    path.write_text(text)
+    result = _invoke(app, str(path))
+    assert result.exit_code == 2
+    assert str(tmp_path / "no-such-cases") in result.stderr and "Traceback" not in result.output

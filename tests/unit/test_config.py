@@ -14,6 +14,7 @@ from autoray.config import (
     config_snapshot,
     load_config,
     parse_config,
+    resolve_dataset_spec,
 )
 from autoray.errors import ConfigError
 from autoray.results import ModelKey
@@ -307,3 +308,10 @@ def test_example_demo_loads() -> None:
     assert all(entry.provider == "simulated" for entry in cfg.models)
     assert any(entry.variant for entry in cfg.models)
     assert len({entry.price for entry in cfg.models}) == 4
+
+
+def test_relative_dataset_path_is_relative_to_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "conf" / "bench.yaml"
+    assert resolve_dataset_spec("cases", config) == str((tmp_path / "conf" / "cases").resolve())
+    assert resolve_dataset_spec("builtin:decider", config) == "builtin:decider"
+    assert resolve_dataset_spec(str(tmp_path / "abs"), config) == str(tmp_path / "abs")
