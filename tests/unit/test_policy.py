@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from autoray.policy import Action, FailureKind, FailurePolicy
+
+
+def test_retries_with_exponential_backoff_until_the_limit() -> None:
+    policy = FailurePolicy(max_attempts=4, backoff_base_s=1.0, backoff_max_s=30.0)
+    decisions = [policy.decide(attempt=n, kind=FailureKind.LANE_LOST) for n in (1, 2, 3, 4)]
+    assert [d.action for d in decisions] == [Action.RETRY] * 3 + [Action.GIVE_UP]
+    assert [d.delay_s for d in decisions[:3]] == [1.0, 2.0, 4.0]
+
+
+def test_backoff_is_capped() -> None:
+    policy = FailurePolicy(max_attempts=20, backoff_base_s=1.0, backoff_max_s=5.0)
+    assert policy.decide(attempt=10, kind=FailureKind.SANDBOX_UNAVAILABLE).delay_s == 5.0
+
+
+def test_default_allows_six_attempts() -> None:
+    policy = FailurePolicy()
+    assert policy.decide(attempt=5, kind=FailureKind.LANE_LOST).action is Action.RETRY
+    assert policy.decide(attempt=6, kind=FailureKind.LANE_LOST).action is Action.GIVE_UP
+
+
+def test_decision_carries_the_values_that_drove_it() -> None:
+    decision = FailurePolicy(max_attempts=2).decide(
+        attempt=2, kind=FailureKind.SANDBOX_UNAVAILABLE, detail="engine down"
+    )
+    assert decision.max_attempts == 2 and decision.attempt == 2
+    assert decision.reason == "sandbox_unavailable: engine down"
+
+
+def test_single_attempt_gives_up_at_once() -> None:
+    assert (
+        FailurePolicy(max_attempts=1).decide(attempt=1, kind=FailureKind.LANE_ERROR).action
+        is Action.GIVE_UP
+    )
+
+
+@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"backoff_base_s": -1}])
+def test_invalid_policy_is_rejected(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        FailurePolicy(**kwargs)
