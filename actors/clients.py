@@ -84,6 +84,10 @@ class CoordinatorClient:
     def cancel(self, run_id: str) -> RunProgress:
         return RunProgress.from_dict(_get(self._handle.cancel.remote(run_id)))
 
+    def shutdown(self) -> None:
+        """Stop the coordinator for good; runs still marked running resume on its next start."""
+        ray.kill(self._handle, no_restart=True)
+
     def active_table(self) -> dict[str, Any] | None:
         return _get(self._handle.active_table.remote())  # type: ignore[no-any-return]
 

@@ -21,7 +21,7 @@ from actors.clients import (
     find_coordinator,
     get_or_create_coordinator,
 )
-from autoray.config import BenchConfig, config_snapshot, load_config
+from autoray.config import config_snapshot, load_config
 from autoray.errors import InfrastructureError
 from autoray.planning import check_budget
 from autoray.progress import RunProgress, render_progress
@@ -48,18 +48,11 @@ def prepare(
     cfg = load_config(config_path)
     check_budget(len(cfg.models), cfg.repetitions, cfg.max_live_containers)
     BACKENDS[cfg.sandbox.backend].preflight(cfg.sandbox)
-    snapshot = config_snapshot(_absolute_dataset(cfg, Path(config_path)))
+    snapshot = config_snapshot(cfg)  # load_config made a relative dataset path absolute
     url = absolute_sqlite_url(
         resolve_database_url(options.database_url, settings, cfg.database_url)
     )
     return snapshot, url
-
-
-def _absolute_dataset(cfg: BenchConfig, config_path: Path) -> BenchConfig:
-    """A relative dataset path is relative to the config file, wherever the lanes run."""
-    if cfg.dataset.startswith("builtin:") or Path(cfg.dataset).is_absolute():
-        return cfg
-    return cfg.model_copy(update={"dataset": str((config_path.parent / cfg.dataset).resolve())})
 
 
 def absolute_sqlite_url(url: str) -> str:

@@ -194,8 +194,6 @@ def cancel(
 @bench_app.command("shutdown")
 def shutdown(address: AddressOpt = None) -> None:
     """Stop the detached coordinator (runs in flight resume when it is started again)."""
-    import ray
-
     from actors import driver
 
     settings = Settings.from_env()
@@ -208,7 +206,7 @@ def shutdown(address: AddressOpt = None) -> None:
     if client is None:
         typer.echo("no coordinator is running")
         return
-    ray.kill(client.handle, no_restart=True)
+    client.shutdown()
     typer.echo("coordinator stopped")
 
 
