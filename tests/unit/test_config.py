@@ -69,7 +69,7 @@ def test_defaults_follow_the_design() -> None:
         300,
         60,
     )
-    assert cfg.engine.max_attempts == 6 and cfg.engine.lane_cpu == 0.05
+    assert cfg.engine.max_attempts == 6 and cfg.engine.lane_cpu == 0.01
     assert cfg.database_url is None
 
 
