@@ -60,9 +60,9 @@ def parse_database_url(url: str) -> URL:
     """Parse and normalise a database URL to its async driver, or raise :class:`StoreError`."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise StoreError(
-            f"database URL {redact_url(url)!r} is not a valid URL; {_SUPPORTED_HINT}"
+            f"database URL {_redact_unparseable(url)!r} is not a valid URL; {_SUPPORTED_HINT}"
         ) from None
     driver = _ASYNC_DRIVERS.get(parsed.drivername)
     if driver is None:
@@ -154,8 +154,13 @@ def _ensure_parent_dir(url: URL) -> None:
         ) from None
 
 
+def _redact_unparseable(url: str) -> str:
+    """Without a parse, anything before the last ``@`` may hold a password: mask all of it."""
+    return "***@" + url.rsplit("@", 1)[1] if "@" in url else url
+
+
 def _password_of(url: str) -> str | None:
     try:
         return make_url(url).password
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return None

@@ -1,16 +1,27 @@
-"""The store on a real SQLite file: migrations, the repository, and ``autoray db``."""
+"""The store on real databases: migrations and the repository.
+
+Every repository test runs on a SQLite file under ``tmp_path``, and again on a throwaway
+PostgreSQL cluster on a loopback port where ``initdb``/``pg_ctl`` and ``asyncpg`` are present
+(skipped otherwise), so the dialect-specific upserts are exercised on both.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import sqlite3
-from collections.abc import AsyncIterator
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
 from autoray.errors import StoreError
@@ -36,6 +47,7 @@ from autoray.store import (
     lane_failures,
     list_runs,
     list_tables,
+    make_engine,
     open_store,
     record_lane_failure,
     replace_summaries,
@@ -145,9 +157,72 @@ def _table(version: str, *, generated_at: str = "2025-01-01T00:00:00+00:00") -> 
     )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    url = _sqlite_url(tmp_path / "autoray.db")
+def _postgres_user_prefix() -> list[str]:
+    """initdb refuses to run as root; run the cluster as the ``postgres`` account then."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("runuser") is None or shutil.which("postgres") is None:
+        pytest.skip("running as root without runuser or a postgres account for PostgreSQL")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a loopback port, if the binaries and asyncpg exist."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not on PATH")
+    pytest.importorskip("asyncpg")
+    as_user = _postgres_user_prefix()
+    root = Path(tempfile.mkdtemp(prefix="autoray-pg-"))
+    if as_user:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", _free_port()
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run = [*as_user, pg_ctl, "-D", str(data), "-w", "-t", "60"]
+    try:
+        _start_cluster(
+            [*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "autoray", "--no-sync"],
+            [*run, "-l", str(root / "log"), "-o", options, "start"],
+        )
+        yield f"postgresql+asyncpg://autoray@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*run, "-m", "immediate", "stop"], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_cluster(*commands: list[str]) -> None:
+    """PostgreSQL is the optional second backend: a cluster that cannot start skips its tests."""
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot start PostgreSQL ({command[-1]}): {done.stderr.strip()[-300:]}")
+
+
+async def _fresh_postgres_database(server: str) -> str:
+    name = f"autoray_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(f"{server}/postgres").execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+    return f"{server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated store: a SQLite file always, and PostgreSQL where a cluster can be started."""
+    if request.param == "sqlite":
+        url = _sqlite_url(tmp_path / "autoray.db")
+    else:
+        url = await _fresh_postgres_database(request.getfixturevalue("postgres_server"))
     await upgrade_async(url)
     handle = open_store(url)
     yield handle
