@@ -348,3 +348,19 @@ def farm_url_for(
 
         dataset = load_dataset(config.dataset)
     return stack.enter_context(serve_farm(simulated, dataset, seed=config.seed))
+
+
+def run_farm(
+    models: Sequence[ModelEntry], dataset: Dataset, *, seed: int, host: str, port: int
+) -> None:
+    """Serve the farm in the foreground until interrupted (``autoray sim serve``).
+
+    The socket is bound first so that a port in use is a clear :class:`ConfigError` rather
+    than a uvicorn log line and a bare exit.
+    """
+    app = build_farm_app(models, dataset, seed=seed)
+    sock = _bind(host, port)
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    finally:
+        sock.close()
