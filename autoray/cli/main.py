@@ -26,6 +26,10 @@ def _register() -> None:
 
     bench.register(app)
     table.register(app)
+    from autoray.cli import run_case, sim
+
+    run_case.register(app)
+    sim.register(app)
 
 
 def main() -> None:
