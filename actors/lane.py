@@ -83,18 +83,25 @@ class ShardLane:
     def run(self) -> LaneReport:
         report = LaneReport(self._spec.identity)
         sandbox = self._open_sandbox()
+        try:
+            self._run_chunks(sandbox, report)
+        except BaseException:
+            _destroy(sandbox, self._spec.identity)  # the next attempt starts a clean one
+            raise
+        report.destroy_failed = not _destroy(sandbox, self._spec.identity)
+        return report
+
+    def _run_chunks(self, sandbox: Sandbox, report: LaneReport) -> None:
         provider = create_provider(self._work.model, sim_url=self._work.sim_url)
         try:
             for chunk in self._spec.chunks:
                 if self._stop.is_set():
                     report.stopped = True
-                    break
+                    return
                 report.cases_run += self._run_chunk(chunk, sandbox, provider)
                 report.chunks_run.append(chunk)
         finally:
             provider.close()
-        report.destroy_failed = not _destroy(sandbox, self._spec.identity)
-        return report
 
     def _open_sandbox(self) -> Sandbox:
         factory = self._work.sandbox_factory or create_sandbox
