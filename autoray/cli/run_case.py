@@ -84,7 +84,7 @@ def find_model(cfg: BenchConfig, model_id: str, variant: str | None) -> ModelEnt
     if not chosen and variant is None and len(same_id) == 1:
         chosen = same_id
     if not chosen:
-        variants = ", ".join(repr(entry.variant) for entry in same_id)
+        variants = ", ".join(repr(entry.variant or "(none)") for entry in same_id)
         raise ConfigError(
             f"--variant {variant!r} does not match model {model_id!r}; its variants: {variants}"
             "; pass one with --variant"

@@ -7,8 +7,13 @@ One sandbox serves all cases, as one lane's does, and latency is 0 to keep this 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +118,74 @@ def test_every_case_through_farm_and_docker_sandbox(
         _assert_all(entry, dataset, farm_url, sandbox)
     finally:
         sandbox.destroy()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "AUTORAY_SIM_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "autoray.cli", *args], capture_output=True, text=True,
+        timeout=120, env=env, check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("run-case") / "config.yaml"
+    path.write_text(
+        "name: run-case-test\nsandbox: {backend: process}\nmodels:\n"
+        "  - {id: sim/oracle, variant: v1, provider: simulated, skill: {default: 1.0},\n"
+        "     price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n"
+    )
+    return path
+
+
+def test_run_case_cli_prints_the_row_as_json(dataset: Dataset, cli_config: Path) -> None:
+    case = next(case for case in dataset.cases if case.offers_tools)
+    result = _cli("run-case", case.id, str(cli_config), "--model", "sim/oracle", "--rep", "2",
+                  "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert (row["case_id"], row["route"], row["rep"]) == (case.id, case.route, 2)
+    assert (row["model_id"], row["variant"], row["simulated"]) == ("sim/oracle", "v1", True)
+    assert (row["score"], row["error"], row["timed_out"]) == (1.0, None, False)
+    assert row["cost_usd"] > 0 and row["input_tokens"] > 0
+
+
+def test_run_case_cli_table_labels_the_simulated_model(
+    dataset: Dataset, cli_config: Path
+) -> None:
+    result = _cli("run-case", dataset.cases[0].id, str(cli_config), "--model", "sim/oracle")
+    assert result.returncode == 0, result.stderr
+    assert "score" in result.stdout and "SIMULATED model" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("no-such-case", "--model", "sim/oracle"), "no case 'no-such-case'"),
+        (("CASE", "--model", "sim/nobody"), "--model 'sim/nobody' is not in the config"),
+        (("CASE", "--model", "sim/oracle", "--variant", "v9"), "its variants: 'v1'"),
+    ],
+)
+def test_run_case_cli_bad_input_exits_2_without_traceback(
+    dataset: Dataset, cli_config: Path, args: tuple[str, ...], message: str
+) -> None:
+    args = tuple(dataset.cases[0].id if arg == "CASE" else arg for arg in args)
+    result = _cli("run-case", args[0], str(cli_config), *args[1:])
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_case_cli_unavailable_docker_says_what_to_do(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "docker.yaml"
+    config.write_text(
+        "name: d\nsandbox: {backend: docker}\nmodels:\n"
+        "  - {id: sim/oracle, provider: simulated, skill: {default: 1.0},\n"
+        "     price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n"
+    )
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    result = _cli("run-case", dataset.cases[0].id, str(config), "--model", "sim/oracle")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "process" in result.stderr

@@ -3,9 +3,14 @@ labelling, latency, error format, test hooks, and its lifecycle helpers."""
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,29 +24,42 @@ from autoray.settings import Settings
 from autoray.simulation import SIMULATED_FINGERPRINT, count_tokens
 
 PRICE = PriceConfig(input_per_mtok=1.0, output_per_mtok=2.0)
-CASE = GoldenCase.model_validate({
-    "id": "debugging-root_cause_analysis-farm-sample",
-    "route": "debugging/root_cause_analysis",
-    "language": "python",
-    "difficulty": "easy",
-    "prompt": "Which exception does int('x') raise?",
-    "check": {"kind": "exact", "expected": "ValueError"},
-    "reference": {"answer": "ValueError",
-                  "steps": [{"tool": "bash", "command": "python3 -c \"int('x')\""}]},
-    "wrong_answer": "TypeError",
-})
+CASE = GoldenCase.model_validate(
+    {
+        "id": "debugging-root_cause_analysis-farm-sample",
+        "route": "debugging/root_cause_analysis",
+        "language": "python",
+        "difficulty": "easy",
+        "prompt": "Which exception does int('x') raise?",
+        "check": {"kind": "exact", "expected": "ValueError"},
+        "reference": {
+            "answer": "ValueError",
+            "steps": [{"tool": "bash", "command": "python3 -c \"int('x')\""}],
+        },
+        "wrong_answer": "TypeError",
+    }
+)
 DATASET = Dataset(name="farm-test", cases=(CASE,), identity="farm-test:0")
 
 
 def _sim(model_id: str, **extra: Any) -> ModelEntry:
-    fields: dict[str, Any] = {"id": model_id, "provider": "simulated", "price": PRICE,
-                              "skill": {"default": 1.0}}
+    fields: dict[str, Any] = {
+        "id": model_id,
+        "provider": "simulated",
+        "price": PRICE,
+        "skill": {"default": 1.0},
+    }
     fields.update(extra)
     return ModelEntry(**fields)
 
 
-REAL = ModelEntry(id="gpt-real", provider="openai", price=PRICE,
-                  base_url="https://api.example.com/v1", api_key_env="SOME_KEY")
+REAL = ModelEntry(
+    id="gpt-real",
+    provider="openai",
+    price=PRICE,
+    base_url="https://api.example.com/v1",
+    api_key_env="SOME_KEY",
+)
 MODELS = [_sim("sim-a"), _sim("sim-a", variant="fast"), _sim("sim-slow", latency_ms=300), REAL]
 
 
@@ -51,10 +69,13 @@ def base() -> Iterator[str]:
         yield url.removesuffix("/v1")
 
 
-def _chat(base: str, model: str = "sim-a", prompt: str = CASE.prompt,
-          **extra: Any) -> httpx.Response:
-    body = {"model": model, "messages": [{"role": "system", "content": "s"},
-                                         {"role": "user", "content": prompt}]}
+def _chat(
+    base: str, model: str = "sim-a", prompt: str = CASE.prompt, **extra: Any
+) -> httpx.Response:
+    body = {
+        "model": model,
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": prompt}],
+    }
     body.update(extra)
     return httpx.post(f"{base}/v1/chat/completions", json=body, timeout=10)
 
@@ -69,7 +90,10 @@ def test_serve_farm_yields_a_loopback_v1_url() -> None:
 
 def test_healthz_says_it_is_simulated(base: str) -> None:
     assert httpx.get(f"{base}/healthz").json() == {
-        "status": "ok", "simulated": True, "models": 3, "cases": 1,
+        "status": "ok",
+        "simulated": True,
+        "models": 3,
+        "cases": 1,
     }
 
 
@@ -105,8 +129,10 @@ def test_tools_offered_gives_the_reference_tool_call(base: str) -> None:
     assert choice["finish_reason"] == "tool_calls"
     call = choice["message"]["tool_calls"][0]
     assert call["type"] == "function" and call["id"] == "call_0"
-    assert call["function"] == {"name": "bash",
-                                "arguments": '{"command": "python3 -c \\"int(\'x\')\\""}'}
+    assert call["function"] == {
+        "name": "bash",
+        "arguments": '{"command": "python3 -c \\"int(\'x\')\\""}',
+    }
 
 
 def test_unknown_prompt_gets_a_generic_reply_not_an_error(base: str) -> None:
@@ -114,8 +140,12 @@ def test_unknown_prompt_gets_a_generic_reply_not_an_error(base: str) -> None:
     assert response.status_code == 200
     content = response.json()["choices"][0]["message"]["content"]
     assert "simulated model farm" in content
-    assert content == _chat(base, prompt="What is the weather like?").json()[
-        "choices"][0]["message"]["content"]
+    assert (
+        content
+        == _chat(base, prompt="What is the weather like?").json()["choices"][0]["message"][
+            "content"
+        ]
+    )
 
 
 def test_unknown_model_is_404_in_openai_error_format(base: str) -> None:
@@ -147,8 +177,9 @@ def test_model_latency_is_slept(base: str) -> None:
 def test_faults_are_consumed_in_order_model_first_then_global(base: str) -> None:
     hooks = f"{base}/_faults"
     httpx.post(hooks, json={"faults": [{"status": 503}]}).raise_for_status()
-    queued = httpx.post(hooks, json={"model": "sim-a", "faults": [
-        {"status": 429, "retry_after": 2, "count": 2}]}).json()
+    queued = httpx.post(
+        hooks, json={"model": "sim-a", "faults": [{"status": 429, "retry_after": 2, "count": 2}]}
+    ).json()
     assert queued["queued"] == {"*": 1, "sim-a": 2}
     first = _chat(base)
     assert (first.status_code, first.headers["retry-after"]) == (429, "2")
@@ -174,8 +205,9 @@ def test_unknown_fault_field_is_rejected(base: str) -> None:
 
 def test_fault_hooks_are_off_unless_asked_for() -> None:
     with serve_farm(MODELS, DATASET, seed=0) as url:
-        response = httpx.post(url.removesuffix("/v1") + "/_faults",
-                              json={"faults": [{"status": 500}]})
+        response = httpx.post(
+            url.removesuffix("/v1") + "/_faults", json={"faults": [{"status": 500}]}
+        )
     assert response.status_code in (404, 405)
 
 
@@ -193,8 +225,9 @@ def test_skill_without_default_is_refused_up_front() -> None:
 def test_port_in_use_is_a_config_error_naming_the_port() -> None:
     with serve_farm(MODELS, DATASET, seed=0) as url:
         port = int(url.rsplit(":", 1)[1].removesuffix("/v1"))
-        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"), serve_farm(
-            MODELS, DATASET, seed=0, port=port
+        with (
+            pytest.raises(ConfigError, match=f"127.0.0.1:{port}"),
+            serve_farm(MODELS, DATASET, seed=0, port=port),
         ):
             pass
 
@@ -219,3 +252,75 @@ class TestFarmUrlFor:
             assert httpx.get(url + "/models").json()["data"][0]["id"] == "sim-a"
         with pytest.raises(httpx.ConnectError):
             httpx.get(url + "/models", timeout=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _config_file(tmp_path: Path, models: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"name: sim-serve-test\nmodels:\n{models}")
+    return path
+
+
+SIM_MODEL = (
+    "  - {id: sim/a, provider: simulated, skill: {default: 1.0},\n"
+    "     price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n"
+)
+
+
+def test_sim_serve_cli_serves_until_interrupted(tmp_path: Path) -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "autoray.cli", "sim", "serve",
+               str(_config_file(tmp_path, SIM_MODEL)), "--port", str(port)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        health = _poll(f"http://127.0.0.1:{port}/healthz", proc)
+        assert health["simulated"] is True and health["models"] == 1
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
+        assert [card["id"] for card in models] == ["sim/a"]
+        assert httpx.post(f"http://127.0.0.1:{port}/_faults", json={}).status_code in (404, 405)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert "SIMULATED model farm (not real models)" in stderr
+    assert f"AUTORAY_SIM_URL=http://127.0.0.1:{port}/v1" in stderr
+
+
+def _poll(url: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            return dict(httpx.get(url, timeout=2).json())
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_sim_serve_cli_without_simulated_models_exits_2(tmp_path: Path) -> None:
+    real = ("  - {id: gpt, provider: openai, base_url: 'https://api.example.com/v1',\n"
+            "     api_key_env: SOME_KEY, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "autoray.cli", "sim", "serve", str(_config_file(tmp_path, real))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2 and "has no simulated models" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sim_serve_cli_port_in_use_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "autoray.cli", "sim", "serve",
+             str(_config_file(tmp_path, SIM_MODEL)), "--port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 2 and f"127.0.0.1:{port}" in result.stderr
+    assert "pick another --port" in result.stderr and "Traceback" not in result.stderr
