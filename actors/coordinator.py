@@ -28,6 +28,7 @@ from ray.exceptions import RayActorError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from actors import logs
 from actors.clients import CoordinatorClient
 from actors.lane import LaneReport, LaneWork, SandboxFactory, ShardLane
 from actors.metrics import EngineMetrics
@@ -143,6 +144,7 @@ class Coordinator:
         self._started = False
         self._sweeper: asyncio.Task[None] | None = None
         self._metrics = EngineMetrics()
+        logs.configure()
         _kick_self()
 
     # ------------------------------------------------------------------ lifecycle

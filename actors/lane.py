@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from actors import logs
 from autoray.cases import Dataset
 from autoray.config import ModelEntry, RunnerConfig, SandboxConfig
 from autoray.planning import LaneSpec
@@ -69,6 +70,7 @@ class ShardLane:
         self._coordinator = coordinator
         self._stop = threading.Event()
         self._current_case: str | None = None
+        logs.configure()
 
     def ready(self) -> str:
         return self._spec.identity
