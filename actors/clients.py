@@ -89,7 +89,8 @@ class CoordinatorClient:
         ray.kill(self._handle, no_restart=True)
 
     def active_table(self) -> dict[str, Any] | None:
-        return _get(self._handle.active_table.remote())  # type: ignore[no-any-return]
+        table: dict[str, Any] | None = _get(self._handle.active_table.remote())
+        return table
 
 
 def get_or_create_coordinator(

@@ -406,6 +406,7 @@ class Coordinator:
         return None
 
     def _spawn_lane(self, run: _Run, lane: _Lane) -> Any:
+        assert run.pg is not None, "lanes are spawned only after the placement group is ready"
         engine = run.config.engine
         model = next(m for m in run.config.models if m.key == lane.spec.model)
         ranges = chunk_ranges(len(run.dataset.cases), run.config.chunk_size)

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from ray.util.metrics import Counter, Gauge, Histogram
 
-_LATENCY_BOUNDARIES_MS = [10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000]
+_LATENCY_BOUNDARIES_MS = [10.0, 50.0, 100.0, 250.0, 500.0, 1e3, 2.5e3, 5e3, 1e4, 3e4, 6e4]
 
 
 class EngineMetrics:
