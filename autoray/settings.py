@@ -21,6 +21,7 @@ class Settings:
     sim_url: str | None = None
     ray_address: str | None = None
     require_docker: bool = False
+    strict_skips: bool = False
     docker_host: str | None = None
 
     @classmethod
@@ -31,6 +32,7 @@ class Settings:
             sim_url=env.get("AUTORAY_SIM_URL") or None,
             ray_address=env.get("RAY_ADDRESS") or None,
             require_docker=env.get("AUTORAY_REQUIRE_DOCKER", "0") == "1",
+            strict_skips=env.get("AUTORAY_STRICT_SKIPS", "0") == "1",
             docker_host=env.get("DOCKER_HOST") or None,
         )
 
@@ -38,7 +40,7 @@ class Settings:
 def resolve_database_url(
     flag: str | None, settings: Settings, config_url: str | None = None
 ) -> str:
-    """``--database-url`` flag, else ``AUTORAY_DATABASE_URL``, else the config file, else default."""
+    """``--database-url``, else ``AUTORAY_DATABASE_URL``, else the config file, else default."""
     return flag or settings.database_url or config_url or DEFAULT_DATABASE_URL
 
 
