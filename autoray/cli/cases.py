@@ -43,7 +43,8 @@ def list_command(
     as_json: JsonOption = False,
 ) -> None:
     """List the golden cases (id, route, language, difficulty, check kind)."""
-    cases = _select(_load(dataset), route)
+    wanted = _route_option(route)
+    cases = _select(_load(dataset), wanted)
     if as_json:
         print_json([case_summary(case) for case in cases])
         return
@@ -78,13 +79,18 @@ def _load(spec: str) -> Dataset:
         fail(f"--dataset: {exc}")
 
 
-def _select(dataset: Dataset, route: str | None) -> tuple[GoldenCase, ...]:
+def _route_option(route: str | None) -> str | None:
+    """Validated before the dataset loads, so a typo is reported first and cheaply."""
     if route is None:
-        return dataset.cases
+        return None
     try:
-        return dataset.by_route(validate_route(route))
+        return validate_route(route)
     except AutorayError:
         fail(f"--route {route!r} is not a route; valid routes: {', '.join(ROUTES)}")
+
+
+def _select(dataset: Dataset, route: str | None) -> tuple[GoldenCase, ...]:
+    return dataset.cases if route is None else dataset.by_route(route)
 
 
 def case_summary(case: GoldenCase) -> dict[str, Any]:
