@@ -1,13 +1,15 @@
 """``autoray cases list|check``: browse the golden set and prove it grades what it claims.
 
 ``cases check`` grades every case's reference answer (must pass) and wrong answer (must fail).
-Program checks need a sandbox: :func:`check_command` hands ``program_runner`` to
-:func:`autoray.selfcheck.check_dataset`, and until a sandbox-backed runner is passed they are
-counted as pending, which is not a failure.
+Program checks need a sandbox: with ``--sandbox process|docker`` each one is replayed in a fresh
+working directory of a started sandbox; without it (``--sandbox none``, the default, needing
+nothing installed) they are counted as pending, which is not a failure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -20,12 +22,22 @@ from autoray.selfcheck import CaseCheck, RouteTally, check_dataset, tally_by_rou
 from autoray.taxonomy import ROUTES, validate_route
 
 CHECK_FAILED_EXIT = 1
+NO_SANDBOX = "none"
+SANDBOX_CHOICES = (NO_SANDBOX, "process", "docker")
 
 DatasetOption = Annotated[
     str,
     typer.Option("--dataset", help="builtin:decider, or a directory / file of golden cases."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+SandboxOption = Annotated[
+    str,
+    typer.Option(
+        "--sandbox",
+        help="Run program checks in this sandbox backend (process or docker); "
+        "'none' reports them as pending.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -51,11 +63,17 @@ def list_command(
     typer.echo(render_case_list(cases))
 
 
-def check_command(dataset: DatasetOption = BUILTIN_DATASET, as_json: JsonOption = False) -> None:
+def check_command(
+    dataset: DatasetOption = BUILTIN_DATASET,
+    sandbox: SandboxOption = NO_SANDBOX,
+    as_json: JsonOption = False,
+) -> None:
     """Check that every reference answer passes and every wrong answer fails its check."""
+    backend = _sandbox_option(sandbox)
     loaded = _load(dataset)
     try:
-        checks = check_dataset(loaded, program_runner=_program_runner())
+        with _program_runner(backend) as runner:
+            checks = check_dataset(loaded, program_runner=runner)
     except AutorayError as exc:
         fail(str(exc))
     tallies = tally_by_route(checks)
@@ -67,9 +85,24 @@ def check_command(dataset: DatasetOption = BUILTIN_DATASET, as_json: JsonOption 
         raise typer.Exit(code=CHECK_FAILED_EXIT)
 
 
-def _program_runner() -> ProgramRunner | None:
-    """No sandbox-backed runner is wired into the CLI yet; program checks stay pending."""
-    return None
+def _sandbox_option(sandbox: str) -> str | None:
+    if sandbox not in SANDBOX_CHOICES:
+        fail(f"--sandbox {sandbox!r} is not a backend; choose one of {', '.join(SANDBOX_CHOICES)}")
+    return None if sandbox == NO_SANDBOX else sandbox
+
+
+@contextmanager
+def _program_runner(backend: str | None) -> Iterator[ProgramRunner | None]:
+    """A started sandbox of ``backend`` as a program runner, or None (program checks pending)."""
+    if backend is None:
+        yield None
+        return
+    # Imported only when asked for: the runner pulls in the sandbox backends.
+    from autoray.config import SandboxConfig
+    from autoray.runner import sandbox_program_runner
+
+    with sandbox_program_runner(SandboxConfig.model_validate({"backend": backend})) as runner:
+        yield runner
 
 
 def _load(spec: str) -> Dataset:

@@ -176,3 +176,34 @@ def test_registered_in_the_real_cli() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "list" in done.stdout and "check" in done.stdout
+
+
+def test_check_with_the_process_sandbox_runs_program_checks(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    grader = {
+        "kind": "program",
+        "command": 'test "$(cat answer.txt)" = yes',
+        "answer_file": "answer.txt",
+    }
+    cases = [
+        case_data("graded", check=grader),
+        case_data("lenient", check={**grader, "command": "true"}, reference={"answer": "ok"}),
+    ]
+    body = {"task_type": "debugging", "cases": cases}
+    (tmp_path / "debugging.yaml").write_text(yaml.safe_dump(body), encoding="utf-8")
+    result = invoke(app, "check", "--dataset", str(tmp_path), "--sandbox", "process", "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    statuses = {case["id"]: case["status"] for case in report["cases"]}
+    assert statuses == {
+        "debugging-bug_fixing-graded": "passed",
+        "debugging-bug_fixing-lenient": "failed",
+    }
+    assert report["total"]["pending"] == 0
+
+
+def test_check_rejects_an_unknown_sandbox(app: typer.Typer, small_set: Path) -> None:
+    result = invoke(app, "check", "--dataset", str(small_set), "--sandbox", "vm")
+    assert result.exit_code == 2
+    assert "--sandbox 'vm' is not a backend; choose one of none, process, docker" in result.stderr
