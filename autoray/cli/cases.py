@@ -1,9 +1,10 @@
 """``autoray cases list|check``: browse the golden set and prove it grades what it claims.
 
 ``cases check`` grades every case's reference answer (must pass) and wrong answer (must fail).
-Program checks need a sandbox: with ``--sandbox process|docker`` each one is replayed in a fresh
-working directory of a started sandbox; without it (``--sandbox none``, the default, needing
-nothing installed) they are counted as pending, which is not a failure.
+Program checks and agentic cases need a sandbox: each one is replayed in a fresh working
+directory of a started sandbox (``--sandbox process``, the default, needs nothing installed;
+``--sandbox docker`` uses the container image). ``--sandbox none`` grades the text checks only and
+counts the rest as pending, which is not a failure.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def list_command(
 
 def check_command(
     dataset: DatasetOption = BUILTIN_DATASET,
-    sandbox: SandboxOption = NO_SANDBOX,
+    sandbox: SandboxOption = "process",
     as_json: JsonOption = False,
 ) -> None:
     """Check that every reference answer passes and every wrong answer fails its check."""
