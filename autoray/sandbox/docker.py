@@ -52,7 +52,7 @@ SANDBOX_ROOT = "/sandbox"
 LANE_LABEL = "autoray.lane"
 CONTAINER_PREFIX = "autoray-"
 API_TIMEOUT_S = 60
-PING_TIMEOUT_S = 10
+PING_TIMEOUT_S = 5
 CLIENT_GRACE_S = 5.0
 """The client stops waiting this long after the in-container ``timeout`` should have fired."""
 
@@ -183,6 +183,8 @@ class DockerSandbox(Sandbox):
         finally:
             _close(sock)
         exit_code = self._exit_code(exec_id)
+        if exit_code in (137, -1) and not self._running():
+            raise self._vanished("run a command", f"exit {exit_code}")
         duration_ms = (time.monotonic() - started) * 1000
         timed_out = ending == "timeout" or (exit_code == 137 and duration_ms >= timeout * 1000)
         return _result(exit_code, out, err, timed_out=timed_out, duration_ms=duration_ms)
@@ -285,13 +287,17 @@ class DockerSandbox(Sandbox):
         except (DockerException, OSError) as exc:
             raise self._translate(exc, action, path_error) from exc
 
+    def _vanished(self, action: str, detail: str) -> SandboxUnavailableError:
+        name = getattr(self._container, "name", "?")
+        return SandboxUnavailableError(
+            f"container {name} of lane {self.identity!r} stopped or vanished while trying to "
+            f"{action} ({detail}); retrying the lane starts a fresh one"
+        )
+
     def _translate(self, exc: Exception, action: str, path_error: str | None) -> Exception:
         name = getattr(self._container, "name", "?")
         if not self._running():
-            return SandboxUnavailableError(
-                f"container {name} of lane {self.identity!r} stopped or vanished while trying to "
-                f"{action} ({exc}); retrying the lane starts a fresh one"
-            )
+            return self._vanished(action, str(exc))
         if path_error is not None and isinstance(exc, NotFound):
             return FileNotFoundError(errno.ENOENT, f"no file {path_error!r} in the sandbox")
         if path_error is not None and isinstance(exc, APIError):
