@@ -48,23 +48,46 @@ _SECRET_PATTERNS = (
 )
 
 TOOL_SCHEMAS: list[dict[str, Any]] = [
-    {"type": "function", "function": {
-        "name": "bash",
-        "description": "Run a shell command in the case's working directory; returns the exit "
-                       "code, stdout and stderr.",
-        "parameters": {"type": "object", "properties": {"command": {"type": "string"}},
-                       "required": ["command"], "additionalProperties": False}}},
-    {"type": "function", "function": {
-        "name": "write_file",
-        "description": "Write a text file, path relative to the working directory.",
-        "parameters": {"type": "object", "properties": {"path": {"type": "string"},
-                                                        "content": {"type": "string"}},
-                       "required": ["path", "content"], "additionalProperties": False}}},
-    {"type": "function", "function": {
-        "name": "read_file",
-        "description": "Read a text file, path relative to the working directory.",
-        "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
-                       "required": ["path"], "additionalProperties": False}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "bash",
+            "description": "Run a shell command in the case's working directory; returns the exit "
+            "code, stdout and stderr.",
+            "parameters": {
+                "type": "object",
+                "properties": {"command": {"type": "string"}},
+                "required": ["command"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "write_file",
+            "description": "Write a text file, path relative to the working directory.",
+            "parameters": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+                "required": ["path", "content"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "read_file",
+            "description": "Read a text file, path relative to the working directory.",
+            "parameters": {
+                "type": "object",
+                "properties": {"path": {"type": "string"}},
+                "required": ["path"],
+                "additionalProperties": False,
+            },
+        },
+    },
 ]
 
 
@@ -337,9 +360,7 @@ class _Conversation:
         if not self._deadline.expired():
             return False
         self.transcript.timed_out = True
-        self.transcript.error = (
-            f"the case ran past case_timeout_s={self._config.case_timeout_s:g}"
-        )
+        self.transcript.error = f"the case ran past case_timeout_s={self._config.case_timeout_s:g}"
         return True
 
 
@@ -352,8 +373,11 @@ def _initial_messages(case: GoldenCase) -> list[dict[str, Any]]:
 
 def _assistant_message(response: ChatResponse) -> dict[str, Any]:
     calls = [
-        {"id": call.id, "type": "function",
-         "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
+        {
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+        }
         for call in response.tool_calls
     ]
     return {"role": "assistant", "content": response.content, "tool_calls": calls}

@@ -68,7 +68,10 @@ def _run(cfg: BenchConfig, entry: ModelEntry, case: GoldenCase, rep: int) -> Cas
         stack.callback(sandbox.destroy)
         sandbox.start(f"run-case:{entry.key.label()}:{case.id}")
         return run_case(
-            case, provider=provider, sandbox=sandbox, config=cfg.runner,
+            case,
+            provider=provider,
+            sandbox=sandbox,
+            config=cfg.runner,
             metadata={"rep": str(rep)},
         )
 
@@ -92,9 +95,7 @@ def find_model(cfg: BenchConfig, model_id: str, variant: str | None) -> ModelEnt
     return chosen[0]
 
 
-def case_row(
-    entry: ModelEntry, case: GoldenCase, rep: int, outcome: CaseOutcome
-) -> dict[str, Any]:
+def case_row(entry: ModelEntry, case: GoldenCase, rep: int, outcome: CaseOutcome) -> dict[str, Any]:
     return {
         "case_id": case.id,
         "route": case.route,

@@ -44,12 +44,17 @@ def serve_command(
         cfg = load_config(config)
         models = [entry for entry in cfg.models if entry.provider == "simulated"]
         if not models:
-            fail(f"config {str(config)!r} has no simulated models; add one with "
-                 "provider: simulated and a skill mapping, or point at another config")
+            fail(
+                f"config {str(config)!r} has no simulated models; add one with "
+                "provider: simulated and a skill mapping, or point at another config"
+            )
         dataset = load_dataset(cfg.dataset)
         url = f"http://{host}:{port}/v1"
-        typer.echo(f"SIMULATED model farm (not real models): {len(models)} model(s), "
-                   f"{len(dataset)} golden cases, seed {cfg.seed}", err=True)
+        typer.echo(
+            f"SIMULATED model farm (not real models): {len(models)} model(s), "
+            f"{len(dataset)} golden cases, seed {cfg.seed}",
+            err=True,
+        )
         typer.echo(f"serving at {url}; export AUTORAY_SIM_URL={url} to use it", err=True)
         run_farm(models, dataset, seed=cfg.seed, host=host, port=port)
     except AutorayError as exc:

@@ -130,7 +130,11 @@ class OpenAIProvider:
             delay = self._policy.delay_s(attempt, retry_after, self._jitter())
             logger.warning(
                 "model %s: %s; retry %d of %d in %.2fs",
-                self._model, failure, attempt + 1, self._policy.max_retries, delay,
+                self._model,
+                failure,
+                attempt + 1,
+                self._policy.max_retries,
+                delay,
             )
             self._sleep(delay)
             attempt += 1

@@ -132,8 +132,12 @@ def build_farm_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "simulated": True, "models": len(farm.models),
-                "cases": len(farm.cases)}
+        return {
+            "status": "ok",
+            "simulated": True,
+            "models": len(farm.models),
+            "cases": len(farm.cases),
+        }
 
     @app.get("/v1/models")
     async def list_models() -> dict[str, Any]:
@@ -164,14 +168,19 @@ async def _complete(farm: _Farm, request: ChatRequest, test_hooks: bool) -> Resp
     entry = farm.models.get(request.model)
     if entry is None:
         return _error(
-            404, f"The model {request.model!r} does not exist on the simulated farm; "
+            404,
+            f"The model {request.model!r} does not exist on the simulated farm; "
             f"served models: {', '.join(farm.models) or '(none)'}",
-            param="model", code="model_not_found",
+            param="model",
+            code="model_not_found",
         )
     rep_text = (request.metadata or {}).get("rep", "0")
     if not rep_text.isdigit():
-        return _error(400, f"metadata.rep must be a non-negative integer, got {rep_text!r}",
-                      param="metadata.rep")
+        return _error(
+            400,
+            f"metadata.rep must be a non-negative integer, got {rep_text!r}",
+            param="metadata.rep",
+        )
     fault = farm.next_fault(request.model) if test_hooks else None
     if fault is not None and fault.delay_ms:
         await asyncio.sleep(fault.delay_ms / 1000)
@@ -190,8 +199,13 @@ def _completion_body(request: ChatRequest, turn: simulation.SimTurn) -> dict[str
     message: dict[str, Any] = {"role": "assistant", "content": turn.content}
     if turn.is_tool_call:
         arguments = json.dumps(turn.tool_arguments, sort_keys=True)
-        message["tool_calls"] = [{"id": turn.tool_call_id, "type": "function",
-                                  "function": {"name": turn.tool_name, "arguments": arguments}}]
+        message["tool_calls"] = [
+            {
+                "id": turn.tool_call_id,
+                "type": "function",
+                "function": {"name": turn.tool_name, "arguments": arguments},
+            }
+        ]
     prompt_tokens = simulation.conversation_tokens(request.messages)
     completion_tokens = simulation.count_tokens(
         turn.content or json.dumps(message.get("tool_calls"), sort_keys=True)
@@ -202,10 +216,18 @@ def _completion_body(request: ChatRequest, turn: simulation.SimTurn) -> dict[str
         "created": int(time.time()),
         "model": request.model,
         "system_fingerprint": simulation.SIMULATED_FINGERPRINT,
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": "tool_calls" if turn.is_tool_call else "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if turn.is_tool_call else "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
@@ -228,8 +250,9 @@ def _fault_response(fault: Fault) -> Response:
     return response
 
 
-def _error(status: int, message: str, *, param: str | None = None,
-           code: str | None = None) -> JSONResponse:
+def _error(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> JSONResponse:
     """An error in the OpenAI format, so OpenAI clients surface the message."""
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -246,8 +269,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 def _model_card(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0,
-            "owned_by": simulation.SIMULATED_FINGERPRINT}
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": simulation.SIMULATED_FINGERPRINT,
+    }
 
 
 def _models_by_wire_name(models: Sequence[ModelEntry]) -> dict[str, ModelEntry]:

@@ -26,37 +26,44 @@ PRICE = PriceConfig(input_per_mtok=3.0, output_per_mtok=15.0)
 KEY_VAR = "AUTORAY_TEST_PROVIDER_KEY"
 SECRET = "sk-test-0123456789abcdefSECRET"
 
-PLAIN = GoldenCase.model_validate({
-    "id": "implementation-code_generation-provider-plain",
-    "route": "implementation/code_generation",
-    "language": "python",
-    "difficulty": "easy",
-    "prompt": "Name the Python builtin that returns the length of a list.",
-    "check": {"kind": "exact", "expected": "len"},
-    "reference": {"answer": "len"},
-    "wrong_answer": "size",
-})
-AGENTIC = GoldenCase.model_validate({
-    "id": "agentic_execution-tool_usage-provider-tools",
-    "route": "agentic_execution/tool_usage",
-    "language": "shell",
-    "difficulty": "easy",
-    "prompt": "Create notes.txt containing 'hi', then show it.",
-    "check": {"kind": "exact", "expected": "hi"},
-    "reference": {
-        "answer": "hi",
-        "steps": [
-            {"tool": "write_file", "path": "notes.txt", "content": "hi\n"},
-            {"tool": "bash", "command": "cat notes.txt"},
-        ],
-    },
-    "wrong_answer": "bye",
-})
+PLAIN = GoldenCase.model_validate(
+    {
+        "id": "implementation-code_generation-provider-plain",
+        "route": "implementation/code_generation",
+        "language": "python",
+        "difficulty": "easy",
+        "prompt": "Name the Python builtin that returns the length of a list.",
+        "check": {"kind": "exact", "expected": "len"},
+        "reference": {"answer": "len"},
+        "wrong_answer": "size",
+    }
+)
+AGENTIC = GoldenCase.model_validate(
+    {
+        "id": "agentic_execution-tool_usage-provider-tools",
+        "route": "agentic_execution/tool_usage",
+        "language": "shell",
+        "difficulty": "easy",
+        "prompt": "Create notes.txt containing 'hi', then show it.",
+        "check": {"kind": "exact", "expected": "hi"},
+        "reference": {
+            "answer": "hi",
+            "steps": [
+                {"tool": "write_file", "path": "notes.txt", "content": "hi\n"},
+                {"tool": "bash", "command": "cat notes.txt"},
+            ],
+        },
+        "wrong_answer": "bye",
+    }
+)
 
 
 def _entry(model_id: str, skill: float = 1.0, **extra: Any) -> ModelEntry:
     fields: dict[str, Any] = {
-        "id": model_id, "provider": "simulated", "price": PRICE, "skill": {"default": skill},
+        "id": model_id,
+        "provider": "simulated",
+        "price": PRICE,
+        "skill": {"default": skill},
     }
     fields.update(extra)
     return ModelEntry(**fields)
@@ -93,8 +100,12 @@ class _Sleeps(list[float]):
 
 def _provider(entry: ModelEntry, url: str, sleeps: _Sleeps, **kwargs: Any) -> OpenAIProvider:
     return OpenAIProvider(
-        entry, base_url=url, api_key_env=kwargs.pop("api_key_env", None), sleep=sleeps,
-        jitter=lambda: 1.0, **kwargs,
+        entry,
+        base_url=url,
+        api_key_env=kwargs.pop("api_key_env", None),
+        sleep=sleeps,
+        jitter=lambda: 1.0,
+        **kwargs,
     )
 
 
@@ -146,9 +157,20 @@ def test_tool_calls_round_trip(farm_url: str) -> None:
             call = response.tool_calls[0]
             calls.append((call.name, call.arguments))
             messages += [
-                {"role": "assistant", "content": None, "tool_calls": [
-                    {"id": call.id, "type": "function",
-                     "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {
+                                "name": call.name,
+                                "arguments": json.dumps(call.arguments),
+                            },
+                        }
+                    ],
+                },
                 {"role": "tool", "tool_call_id": call.id, "content": "ok"},
             ]
     assert calls == [
@@ -205,8 +227,9 @@ def test_unknown_model_is_a_404_without_retry(farm_url: str) -> None:
 def test_malformed_body_raises_without_retry(farm_url: str) -> None:
     _faults(farm_url, "sim-good", {"malformed": True})
     sleeps = _Sleeps()
-    with _provider(GOOD, farm_url, sleeps) as provider, pytest.raises(
-        ProviderError, match="malformed completion"
+    with (
+        _provider(GOOD, farm_url, sleeps) as provider,
+        pytest.raises(ProviderError, match="malformed completion"),
     ):
         provider.chat(_ask(PLAIN))
     assert sleeps == []
@@ -214,8 +237,9 @@ def test_malformed_body_raises_without_retry(farm_url: str) -> None:
 
 def test_tool_arguments_that_are_not_json_raise(farm_url: str) -> None:
     _faults(farm_url, "sim-good", {"bad_tool_arguments": True})
-    with _provider(GOOD, farm_url, _Sleeps()) as provider, pytest.raises(
-        ProviderError, match="not JSON"
+    with (
+        _provider(GOOD, farm_url, _Sleeps()) as provider,
+        pytest.raises(ProviderError, match="not JSON"),
     ):
         provider.chat(_ask(AGENTIC), tools=TOOL_SCHEMAS)
 
@@ -232,16 +256,21 @@ def test_timeout_is_a_transport_error_that_is_retried(farm_url: str) -> None:
 def test_timeout_after_retries_raises_naming_the_timeout(farm_url: str) -> None:
     _faults(farm_url, "sim-good", {"delay_ms": 1500})
     entry = _entry("sim-good", timeout_s=0.3, max_retries=0)
-    with _provider(entry, farm_url, _Sleeps()) as provider, pytest.raises(
-        ProviderError, match="ReadTimeout"
+    with (
+        _provider(entry, farm_url, _Sleeps()) as provider,
+        pytest.raises(ProviderError, match="ReadTimeout"),
     ):
         provider.chat(_ask(PLAIN))
 
 
 def _openai_entry(url: str, **extra: Any) -> ModelEntry:
     fields: dict[str, Any] = {
-        "id": "gpt-like", "provider": "openai", "price": PRICE, "base_url": url,
-        "api_key_env": KEY_VAR, "api_model": "sim-good",
+        "id": "gpt-like",
+        "provider": "openai",
+        "price": PRICE,
+        "base_url": url,
+        "api_key_env": KEY_VAR,
+        "api_model": "sim-good",
     }
     fields.update(extra)
     return ModelEntry(**fields)
@@ -282,7 +311,9 @@ def test_key_is_redacted_from_errors_even_when_the_server_echoes_it(
 
     entry = _openai_entry("http://127.0.0.1:9/v1")
     provider = OpenAIProvider(
-        entry, base_url="http://127.0.0.1:9/v1", api_key_env=KEY_VAR,
+        entry,
+        base_url="http://127.0.0.1:9/v1",
+        api_key_env=KEY_VAR,
         transport=httpx.MockTransport(echo),
     )
     with provider, pytest.raises(ProviderError) as info:
@@ -292,13 +323,19 @@ def test_key_is_redacted_from_errors_even_when_the_server_echoes_it(
 
 def test_provider_reported_cost_wins_over_prices(monkeypatch: pytest.MonkeyPatch) -> None:
     def priced(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={
-            "model": "m", "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "cost": 0.0123},
-        })
+        return httpx.Response(
+            200,
+            json={
+                "model": "m",
+                "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "cost": 0.0123},
+            },
+        )
 
     provider = OpenAIProvider(
-        GOOD, base_url="http://127.0.0.1:9/v1", api_key_env=None,
+        GOOD,
+        base_url="http://127.0.0.1:9/v1",
+        api_key_env=None,
         transport=httpx.MockTransport(priced),
     )
     with provider:
@@ -311,7 +348,9 @@ def test_no_usage_means_unknown_cost() -> None:
         return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}]})
 
     provider = OpenAIProvider(
-        GOOD, base_url="http://127.0.0.1:9/v1", api_key_env=None,
+        GOOD,
+        base_url="http://127.0.0.1:9/v1",
+        api_key_env=None,
         transport=httpx.MockTransport(bare),
     )
     with provider:

@@ -31,8 +31,9 @@ SEED = 11
 
 
 def _sim(model_id: str, skill: float) -> ModelEntry:
-    return ModelEntry(id=model_id, provider="simulated", price=PRICE,
-                      skill={"default": skill}, latency_ms=0)
+    return ModelEntry(
+        id=model_id, provider="simulated", price=PRICE, skill={"default": skill}, latency_ms=0
+    )
 
 
 ORACLE, DUNCE, COIN = _sim("sim/oracle", 1.0), _sim("sim/dunce", 0.0), _sim("sim/coin", 0.5)
@@ -55,8 +56,9 @@ def _run_all(
     config = RunnerConfig(case_timeout_s=120, step_timeout_s=60)
     with closing(create_provider(entry, sim_url=farm_url)) as provider:
         return {
-            case.id: run_case(case, provider=provider, sandbox=sandbox, config=config,
-                              metadata={"rep": str(rep)})
+            case.id: run_case(
+                case, provider=provider, sandbox=sandbox, config=config, metadata={"rep": str(rep)}
+            )
             for case in dataset.cases
         }
 
@@ -123,8 +125,12 @@ def test_every_case_through_farm_and_docker_sandbox(
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "AUTORAY_SIM_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "autoray.cli", *args], capture_output=True, text=True,
-        timeout=120, env=env, check=False,
+        [sys.executable, "-m", "autoray.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
     )
 
 
@@ -141,8 +147,9 @@ def cli_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_run_case_cli_prints_the_row_as_json(dataset: Dataset, cli_config: Path) -> None:
     case = next(case for case in dataset.cases if case.offers_tools)
-    result = _cli("run-case", case.id, str(cli_config), "--model", "sim/oracle", "--rep", "2",
-                  "--json")
+    result = _cli(
+        "run-case", case.id, str(cli_config), "--model", "sim/oracle", "--rep", "2", "--json"
+    )
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)
     assert (row["case_id"], row["route"], row["rep"]) == (case.id, case.route, 2)
@@ -151,9 +158,7 @@ def test_run_case_cli_prints_the_row_as_json(dataset: Dataset, cli_config: Path)
     assert row["cost_usd"] > 0 and row["input_tokens"] > 0
 
 
-def test_run_case_cli_table_labels_the_simulated_model(
-    dataset: Dataset, cli_config: Path
-) -> None:
+def test_run_case_cli_table_labels_the_simulated_model(dataset: Dataset, cli_config: Path) -> None:
     result = _cli("run-case", dataset.cases[0].id, str(cli_config), "--model", "sim/oracle")
     assert result.returncode == 0, result.stderr
     assert "score" in result.stdout and "SIMULATED model" in result.stdout

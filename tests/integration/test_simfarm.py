@@ -274,8 +274,16 @@ SIM_MODEL = (
 
 def test_sim_serve_cli_serves_until_interrupted(tmp_path: Path) -> None:
     port = _free_port()
-    command = [sys.executable, "-m", "autoray.cli", "sim", "serve",
-               str(_config_file(tmp_path, SIM_MODEL)), "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "autoray.cli",
+        "sim",
+        "serve",
+        str(_config_file(tmp_path, SIM_MODEL)),
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         health = _poll(f"http://127.0.0.1:{port}/healthz", proc)
@@ -302,11 +310,16 @@ def _poll(url: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
 
 
 def test_sim_serve_cli_without_simulated_models_exits_2(tmp_path: Path) -> None:
-    real = ("  - {id: gpt, provider: openai, base_url: 'https://api.example.com/v1',\n"
-            "     api_key_env: SOME_KEY, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n")
+    real = (
+        "  - {id: gpt, provider: openai, base_url: 'https://api.example.com/v1',\n"
+        "     api_key_env: SOME_KEY, price: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n"
+    )
     result = subprocess.run(
         [sys.executable, "-m", "autoray.cli", "sim", "serve", str(_config_file(tmp_path, real))],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2 and "has no simulated models" in result.stderr
     assert "Traceback" not in result.stderr
@@ -318,9 +331,20 @@ def test_sim_serve_cli_port_in_use_exits_2(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "autoray.cli", "sim", "serve",
-             str(_config_file(tmp_path, SIM_MODEL)), "--port", str(port)],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                "-m",
+                "autoray.cli",
+                "sim",
+                "serve",
+                str(_config_file(tmp_path, SIM_MODEL)),
+                "--port",
+                str(port),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     assert result.returncode == 2 and f"127.0.0.1:{port}" in result.stderr
     assert "pick another --port" in result.stderr and "Traceback" not in result.stderr

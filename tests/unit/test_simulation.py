@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from autoray import simulation
@@ -110,17 +112,28 @@ class TestTokens:
     def test_conversation_tokens_include_tool_calls(self) -> None:
         plain = [{"role": "user", "content": "abcd"}]
         with_call = plain + [
-            {"role": "assistant", "content": None,
-             "tool_calls": [{"id": "1", "function": {"name": "bash", "arguments": "{}"}}]}
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "1", "function": {"name": "bash", "arguments": "{}"}}],
+            }
         ]
         assert simulation.conversation_tokens(plain) == 1
         assert simulation.conversation_tokens(with_call) > simulation.conversation_tokens(plain)
 
 
 def _assistant_call(index: int) -> dict:
-    return {"role": "assistant", "content": None,
-            "tool_calls": [{"id": f"call_{index}", "type": "function",
-                            "function": {"name": "bash", "arguments": "{}"}}]}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": f"call_{index}",
+                "type": "function",
+                "function": {"name": "bash", "arguments": "{}"},
+            }
+        ],
+    }
 
 
 class TestNextTurn:
@@ -150,7 +163,10 @@ class TestNextTurn:
         assert simulation.next_turn(_case(), passing=True, messages=[]).content == "42"
 
     def test_user_and_tool_messages_do_not_count_as_calls(self) -> None:
-        messages = [{"role": "tool", "tool_calls": [{}]}, {"role": "user", "content": "x"}]
+        messages: list[dict[str, Any]] = [
+            {"role": "tool", "tool_calls": [{}]},
+            {"role": "user", "content": "x"},
+        ]
         assert simulation.tool_calls_made(messages) == 0
 
 
