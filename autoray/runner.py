@@ -3,7 +3,8 @@
 It phrases the case to the model, runs the tool loop (``bash``, ``write_file``, ``read_file``
 executed in the sandbox, relative to the case's own working directory), retries once on an
 empty final answer, grades the answer and returns a :class:`CaseOutcome`. Whatever the model
-does wrong becomes a score-0 outcome with an error; a :class:`SandboxUnavailableError` is the
+does wrong is a score-0 outcome (with an ``error`` when no answer could be graded: provider
+failure, timeout, step limit, empty answers); a :class:`SandboxUnavailableError` is the
 infrastructure's fault and propagates, so it is retried and never recorded as a score.
 """
 
