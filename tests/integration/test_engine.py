@@ -263,3 +263,38 @@ def test_placement_failure_fails_before_any_case(engine: Engine, mini_dataset: s
     assert "lane_cpu" in (progress.reason or "")
     assert engine.rows(run_id) == []
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.docker
+def test_docker_lanes_publish_and_leave_no_container(
+    engine: Engine, mini_dataset: str, docker_sandbox_config
+) -> None:
+    import docker
+
+    config = bench_config(
+        mini_dataset,
+        two_models(),
+        max_live_containers=4,
+        sandbox=docker_sandbox_config.model_dump(),
+    )
+    run_id = engine.start(config, run_id="docker-engine-run")
+    progress = engine.wait(run_id)
+    assert progress.status == "completed", progress.reason
+    rows = engine.rows(run_id)
+    assert len(rows) == 36 and not [r for r in rows if r.outcome.error]
+    table = engine.table()
+    assert table is not None and table.version == progress.table_version
+    for route in ROUTES:
+        expected = "sim/cheap-debugger" if route.startswith("debugging/") else "sim/generalist"
+        assert table.routes[route][0].model_id == expected, route
+    # Every lane destroyed its container after its last chunk.
+    client = docker.from_env()
+    try:
+        left = [
+            c.name
+            for c in client.containers.list(all=True)
+            if c.labels.get("autoray.lane", "").startswith(f"{run_id}:")
+        ]
+    finally:
+        client.close()
+    assert left == []
