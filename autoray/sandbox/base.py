@@ -13,6 +13,7 @@ import abc
 import hashlib
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
@@ -33,6 +34,10 @@ OVERFLOW_MIN_BYTES = 1 << 20
 OVERFLOW_FACTOR = 4
 """A command whose stream passes ``max(4 x cap, 1 MiB)`` bytes is killed: output past the cap is
 discarded anyway, and a runaway writer (``yes``) must not burn CPU until its timeout."""
+
+LONG_COMMAND_BYTES = 64 << 10
+"""Longer commands are run from a script file: one exec argument is capped by the kernel
+(MAX_ARG_STRLEN, 128 KiB), and a big heredoc from a model must not fail with E2BIG."""
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -124,6 +129,15 @@ def workdir_path(name: str) -> str:
     if not name:
         raise ValueError("workdir name is empty; pass the case id")
     return f"{WORKDIRS_DIR}/{safe_name(name)}"
+
+
+def is_long_command(command: str) -> bool:
+    return len(command.encode("utf-8")) > LONG_COMMAND_BYTES
+
+
+def sourced(script_path: str) -> str:
+    """The short command that runs a long one saved at ``script_path`` in the same shell."""
+    return f". {shlex.quote(script_path)}"
 
 
 def check_timeout(timeout_s: float, config: SandboxConfig) -> float:

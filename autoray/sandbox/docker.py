@@ -36,10 +36,12 @@ from autoray.sandbox.base import (
     OutputBuffer,
     Sandbox,
     check_timeout,
+    is_long_command,
     register_backend,
     safe_join,
     safe_name,
     short_hash,
+    sourced,
     workdir_path,
 )
 
@@ -68,13 +70,14 @@ _NO_ENGINE_FIX = (
     "or set sandbox.backend to 'process'"
 )
 _PIDFILE = "/tmp/.autoray-exec-"
+_SCRIPT_NAME = ".autoray-cmd-"
 _RUNTIME_FAILURE = "OCI runtime exec failed"
 
 # Runs the command under coreutils `timeout` in its own process group, records that group for a
 # client-side kill (output overflow), and kills what the command left in the background. The
 # wrapper's own stderr goes to /dev/null (the shell would report "Killed" into the command's).
 # Arguments: $1 timeout seconds, $2 token naming the pidfile, $3 the command.
-_WRAPPER = f"""t=$1; f={_PIDFILE}$2; shift 2
+_WRAPPER = f"""t=$1; k=$2; f={_PIDFILE}$2; shift 2
 exec 3>&2 2>/dev/null
 if command -v bash >/dev/null 2>&1; then s=bash; else s=sh; fi
 timeout -s KILL "$t" "$s" -c "$1" 2>&3 3>&- &
@@ -82,7 +85,7 @@ c=$!
 echo "$c" > "$f"
 wait "$c"; rc=$?
 kill -9 -"$c" 2>/dev/null
-rm -f "$f"
+rm -f "$f" /tmp/{_SCRIPT_NAME}"$k"
 exit "$rc"
 """
 # Waits (briefly) for the wrapper's pidfile: a fast writer can overflow before it is written.
@@ -144,6 +147,18 @@ class DockerSandbox(Sandbox):
             return False
         return bool(self._container.status == "running")
 
+    def _alive(self) -> bool:
+        """Whether the container can still run a command. Asked after a SIGKILL status: when the
+        container itself was killed, the engine may still report it running for a moment."""
+        if not self._running():
+            return False
+        try:
+            probe = self._api().exec_create(self.container_id, ["true"])["Id"]
+            self._api().exec_start(probe)
+            return bool(self._api().exec_inspect(probe)["ExitCode"] == 0)
+        except (DockerException, OSError):
+            return False
+
     def new_workdir(self, name: str) -> str:
         self._check_started()
         relative = workdir_path(name)
@@ -167,6 +182,8 @@ class DockerSandbox(Sandbox):
 
     def _exec(self, command: str, *, timeout: float, cwd: str) -> ExecResult:
         token = secrets.token_hex(8)
+        if is_long_command(command):
+            command = self._save_script(command, token)
         argv = ["sh", "-c", _WRAPPER, "autoray-exec", f"{timeout:.3f}", token, command]
         out = OutputBuffer(self.config.output_cap_bytes)
         err = OutputBuffer(self.config.output_cap_bytes)
@@ -183,11 +200,18 @@ class DockerSandbox(Sandbox):
         finally:
             _close(sock)
         exit_code = self._exit_code(exec_id)
-        if exit_code in (137, -1) and not self._running():
+        if exit_code in (137, -1) and not self._alive():
             raise self._vanished("run a command", f"exit {exit_code}")
         duration_ms = (time.monotonic() - started) * 1000
         timed_out = ending == "timeout" or (exit_code == 137 and duration_ms >= timeout * 1000)
         return _result(exit_code, out, err, timed_out=timed_out, duration_ms=duration_ms)
+
+    def _save_script(self, command: str, token: str) -> str:
+        """Put a long command in a file the wrapper removes afterwards; returns its runner."""
+        archive = _tar_of(f"{_SCRIPT_NAME}{token}", command.encode("utf-8"))
+        with self._errors("save a long command"):
+            self._api().put_archive(self.container_id, "/tmp", archive)
+        return sourced(f"/tmp/{_SCRIPT_NAME}{token}")
 
     def _exec_running(self, exec_id: str) -> bool:
         with self._errors("inspect a command"):

@@ -15,13 +15,14 @@ import glob
 import logging
 import os
 import resource
+import secrets
 import selectors
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -32,9 +33,11 @@ from autoray.sandbox.base import (
     OutputBuffer,
     Sandbox,
     check_timeout,
+    is_long_command,
     register_backend,
     safe_join,
     safe_name,
+    sourced,
     workdir_path,
 )
 
@@ -149,11 +152,12 @@ class ProcessSandbox(Sandbox):
         if not os.path.isdir(workdir):
             return _cwd_missing(cwd or "")
         started = time.monotonic()
-        proc = self._spawn(command, workdir)
-        out = OutputBuffer(self.config.output_cap_bytes)
-        err = OutputBuffer(self.config.output_cap_bytes)
-        ending = _collect(proc, {proc.stdout: out, proc.stderr: err}, started + timeout)
-        exit_code = _finish(proc)
+        with self._runnable(command) as runnable:
+            proc = self._spawn(runnable, workdir)
+            out = OutputBuffer(self.config.output_cap_bytes)
+            err = OutputBuffer(self.config.output_cap_bytes)
+            ending = _collect(proc, {proc.stdout: out, proc.stderr: err}, started + timeout)
+            exit_code = _finish(proc)
         return ExecResult(
             exit_code=TIMEOUT_EXIT_CODE if ending == "timeout" else exit_code,
             stdout=out.text(),
@@ -162,6 +166,21 @@ class ProcessSandbox(Sandbox):
             truncated=out.truncated or err.truncated,
             duration_ms=(time.monotonic() - started) * 1000,
         )
+
+    @contextlib.contextmanager
+    def _runnable(self, command: str) -> Iterator[str]:
+        """``command`` itself, or for a long one a command sourcing it from a script file."""
+        if not is_long_command(command):
+            yield command
+            return
+        script = os.path.join(self._root, "tmp", f".autoray-cmd-{secrets.token_hex(8)}")
+        with open(script, "w", encoding="utf-8") as handle:
+            handle.write(command)
+        try:
+            yield sourced(script)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(script)
 
     def _spawn(self, command: str, workdir: str) -> subprocess.Popen[bytes]:
         argv = [self._shell, "-c", command]

@@ -278,6 +278,13 @@ def test_a_container_killed_mid_command_is_an_infrastructure_error(
 
 
 @pytest.mark.docker
+def test_a_command_killing_itself_is_only_the_commands_failure(sandbox: DockerSandbox) -> None:
+    result = sandbox.exec("kill -9 $$", timeout_s=10)
+    assert (result.exit_code, result.timed_out) == (137, False)
+    assert sandbox.exec("echo alive", timeout_s=10).stdout == "alive\n"
+
+
+@pytest.mark.docker
 def test_start_again_after_the_container_vanished_creates_a_fresh_one(
     sandbox: DockerSandbox, engine: docker.DockerClient
 ) -> None:
@@ -316,3 +323,16 @@ def test_missing_cwd_is_the_commands_failure(sandbox: DockerSandbox) -> None:
     result = sandbox.exec("true", timeout_s=5, cwd="cases/never-made")
     assert result.exit_code == 126
     assert "never-made" in result.stderr and result.stdout == ""
+
+
+@pytest.mark.docker
+def test_a_command_longer_than_one_exec_argument_runs(sandbox: DockerSandbox) -> None:
+    payload = "y" * 200_000
+    result = sandbox.exec(
+        f"cat > big.txt <<'EOF'\n{payload}\nEOF\necho \"$((40 + 2))\"", timeout_s=20
+    )
+    assert (result.exit_code, result.stdout) == (0, "42\n")
+    assert sandbox.read_file("big.txt") == payload + "\n"
+    assert sandbox.exec("echo xxxxxxxxxx | wc -c", timeout_s=10).stdout == "11\n"
+    leftovers = sandbox.exec("ls -A /tmp", timeout_s=10).stdout
+    assert ".autoray-cmd-" not in leftovers  # the script file is removed afterwards

@@ -312,3 +312,15 @@ def test_preflight_checks_the_base_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(SandboxUnavailableError, match=r"'.*nope' is not a writable directory"):
         preflight_sandbox(SandboxConfig(), base_dir=str(missing))
+
+
+def test_a_command_longer_than_one_exec_argument_runs(sandbox: ProcessSandbox) -> None:
+    payload = "y" * 200_000
+    result = sandbox.exec(
+        f"cat > big.txt <<'EOF'\n{payload}\nEOF\necho \"$((40 + 2))\"", timeout_s=20
+    )
+    assert (result.exit_code, result.stdout) == (0, "42\n")
+    assert sandbox.read_file("big.txt") == payload + "\n"
+    assert sandbox.exec("echo xxxxxxxxxx | wc -c", timeout_s=10).stdout == "11\n"
+    leftovers = sandbox.exec('ls -A "$TMPDIR"', timeout_s=10).stdout
+    assert ".autoray-cmd-" not in leftovers  # the script file is removed afterwards
