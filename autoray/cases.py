@@ -300,10 +300,19 @@ def _resolve(spec: str) -> tuple[str, list[_Source]]:
     )
 
 
+# Folders of autoray/data that hold other data than golden cases (the classifier's labelled
+# request set), so that they are never offered as builtin datasets.
+_NOT_GOLDEN = frozenset({"requests"})
+
+
 def _resolve_builtin(spec: str) -> tuple[str, list[_Source]]:
     name = spec.removeprefix(_BUILTIN_PREFIX)
     root = resources.files("autoray").joinpath("data")
-    choices = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
+    choices = sorted(
+        entry.name
+        for entry in root.iterdir()
+        if entry.is_dir() and entry.name not in _NOT_GOLDEN and not entry.name.startswith("_")
+    )
     if name not in choices:
         valid = ", ".join(f"builtin:{choice}" for choice in choices) or "none installed"
         raise DatasetError(f"unknown builtin dataset {spec!r}; valid: {valid}")
