@@ -119,18 +119,28 @@ class ProcessSandbox(Sandbox):
             return
         self._shell = _find_shell()
         base = self._base_dir or self._make_base()
-        root = os.path.realpath(os.path.join(base, safe_name(identity)))
-        os.makedirs(os.path.join(root, "tmp"), mode=0o700, exist_ok=True)
-        self._root = root
-        self._bwrap = _choose_bwrap(self._isolation, root)
+        self._root = os.path.realpath(os.path.join(base, safe_name(identity)))
+        try:
+            os.makedirs(os.path.join(self._root, "tmp"), mode=0o700, exist_ok=True)
+            self._bwrap = _choose_bwrap(self._isolation, self._root)
+        except BaseException:
+            self._abandon()
+            raise
         self.identity = identity
         log.info(
             "process sandbox for lane %r at %s: isolation %s%s",
             identity,
-            root,
+            self._root,
             "bwrap (no network, private filesystem and pids)" if self._bwrap else "rlimits only",
             "" if os.geteuid() else "; running as root, so the pids limit is not enforced",
         )
+
+    def _abandon(self) -> None:
+        """After a failed start: remove our own temp dir (never a caller's base_dir)."""
+        if self._created_base:
+            with contextlib.suppress(OSError):
+                _force_rmtree(self._created_base)
+        self._root, self._created_base = "", None
 
     def _make_base(self) -> str:
         self._created_base = tempfile.mkdtemp(prefix="autoray-sandbox-")

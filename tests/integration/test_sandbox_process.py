@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -292,9 +293,19 @@ def test_unknown_isolation_and_missing_bwrap(monkeypatch: pytest.MonkeyPatch) ->
         "which",
         lambda name, **kw: None if name == "bwrap" else real_which(name, **kw),
     )
+    made: list[str] = []
+    real_mkdtemp = process_module.tempfile.mkdtemp
+
+    def recording_mkdtemp(*args: Any, **kwargs: Any) -> str:
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(process_module.tempfile, "mkdtemp", recording_mkdtemp)
     box = ProcessSandbox(SandboxConfig(), isolation="bwrap")
     with pytest.raises(SandboxUnavailableError, match=r"bwrap is not installed; install bubble"):
         box.start("needs-bwrap")
+    assert len(made) == 1 and not os.path.exists(made[0])  # a failed start cleans up
+    assert box.identity is None and box.root == ""
     with pytest.raises(SandboxUnavailableError, match="install bubblewrap"):
         preflight_sandbox(SandboxConfig(), isolation="bwrap")
     auto = ProcessSandbox(SandboxConfig(), isolation="auto")
