@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,13 @@ def start_count(state_dir: str, identity: str) -> int:
 
 @dataclass(frozen=True)
 class FlakyStarts:
-    """Fail the first ``fail_first`` starts of every lane, and every start of ``always``."""
+    """Fail the first ``fail_first`` starts of every lane and every start of ``always``; lanes in
+    ``hang`` never finish starting (a lane gone silent)."""
 
     state_dir: str
     fail_first: int = 0
     always: frozenset[str] = field(default_factory=frozenset)
+    hang: frozenset[str] = field(default_factory=frozenset)
 
     def __call__(self, config: SandboxConfig) -> Sandbox:
         return _FlakySandbox(create_sandbox(config), self)  # type: ignore[return-value]
@@ -61,6 +64,8 @@ class _FlakySandbox:
 
     def start(self, identity: str) -> None:
         count = _bump(self._faults.state_dir, identity)
+        if identity in self._faults.hang:
+            time.sleep(3600)
         if identity in self._faults.always or count <= self._faults.fail_first:
             raise SandboxUnavailableError(f"injected start failure #{count} for {identity}")
         self._inner.start(identity)

@@ -298,3 +298,43 @@ def test_docker_lanes_publish_and_leave_no_container(
     finally:
         client.close()
     assert left == []
+
+
+def test_silent_lane_is_swept_and_the_run_finalizes(
+    engine: Engine, mini_dataset: str, tmp_path
+) -> None:
+    faults.ship_by_value()
+    config = bench_config(
+        mini_dataset, two_models(), max_live_containers=2, engine={"sweep_after_s": 2}
+    )
+    silent = "swept-run:sim/generalist::0:0"
+    run_id = engine.start(
+        config,
+        run_id="swept-run",
+        sandbox_factory=faults.FlakyStarts(state_dir=str(tmp_path), hang=frozenset({silent})),
+    )
+    progress = engine.wait(run_id, timeout=120)
+    assert progress.status == "completed"
+    assert progress.dead_lanes == 1
+    (failure,) = engine.lane_failures(run_id)
+    assert failure.lane_identity == silent
+    assert "sweep_after_s=2" in failure.reason
+    per_model = Counter(r.model_id for r in engine.rows(run_id))
+    assert per_model == {"sim/cheap-debugger": 18}
+
+
+def test_cancel_stops_lanes_and_publishes_nothing(engine: Engine, mini_dataset: str) -> None:
+    models = [sim_model("sim/slow", price=0.2, skill={"default": 1.0}, latency_ms=300)]
+    run_id = engine.start(bench_config(mini_dataset, models, max_live_containers=2))
+    engine.wait_for_rows(run_id, 2)
+    progress = engine.client.cancel(run_id)
+    assert progress.status == "cancelled"
+    assert {lane["state"] for lane in engine.client.lanes(run_id)} == {"cancelled"}
+    rows_at_cancel = len(engine.rows(run_id))
+    time.sleep(1.0)
+    assert len(engine.rows(run_id)) == rows_at_cancel < 18  # nothing runs after the cancel
+    assert engine.run_record(run_id).status == "cancelled"
+    assert engine.table() is None
+    for lane in engine.client.lanes(run_id):
+        with pytest.raises(ValueError):
+            ray.get_actor(lane["actor_name"], namespace=engine.namespace)
