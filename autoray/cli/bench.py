@@ -6,12 +6,11 @@ core package stays importable, and testable, without Ray.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autoray.cli._common import fail, print_json
+from autoray.cli._common import fail, in_store, print_json
 from autoray.errors import AutorayError
 from autoray.progress import RunProgress, render_progress
 from autoray.settings import Settings, resolve_database_url
@@ -136,11 +135,9 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Progress of a run, from the database (what the coordinator persisted)."""
-    url = _db_url(database_url)
-    try:
-        progress = asyncio.run(_stored_status(url, run_id))
-    except AutorayError as err:
-        fail(str(err))
+    from autoray.runs import load_progress
+
+    progress = in_store(_db_url(database_url), lambda s: load_progress(s, run_id))
     if as_json:
         print_json(progress.as_dict())
     else:
@@ -152,19 +149,21 @@ def status(
 @bench_app.command("list")
 def list_runs(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Runs, newest first."""
-    url = _db_url(database_url)
-    try:
-        runs = asyncio.run(_stored_runs(url))
-    except AutorayError as err:
-        fail(str(err))
+    from autoray.runs import run_summary
+    from autoray.store import repo
+
+    records = in_store(_db_url(database_url), lambda s: repo.list_runs(s))
+    runs = [run_summary(record) for record in records]
     if as_json:
         print_json(runs)
         return
     if not runs:
         typer.echo("no runs yet; start one with `autoray bench run CONFIG`")
     for run in runs:
-        typer.echo(f"{run['run_id']:<44} {run['status']:<10} {run['created_at']:<32} "
-                   f"{run['table_version'] or '-'}")
+        typer.echo(
+            f"{run['run_id']:<44} {run['status']:<10} {run['created_at']:<32} "
+            f"{run['table_version'] or '-'}"
+        )
 
 
 @bench_app.command("cancel")
@@ -212,28 +211,3 @@ def shutdown(address: AddressOpt = None) -> None:
 
 def _db_url(flag: str | None) -> str:
     return resolve_database_url(flag, Settings.from_env())
-
-
-async def _stored_status(url: str, run_id: str | None) -> RunProgress:
-    from autoray.runs import load_progress
-    from autoray.store import open_store
-
-    store = open_store(url)
-    try:
-        async with store.session() as session:
-            return await load_progress(session, run_id)
-    finally:
-        await store.close()
-
-
-async def _stored_runs(url: str) -> list[dict[str, Any]]:
-    from autoray.runs import run_summary
-    from autoray.store import open_store, repo
-
-    store = open_store(url)
-    try:
-        async with store.session() as session:
-            records = await repo.list_runs(session)
-    finally:
-        await store.close()
-    return [run_summary(record) for record in records]

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from autoray.cli._common import fail, print_json
-from autoray.errors import AutorayError
+from autoray.cli._common import fail, in_store, print_json
 from autoray.settings import Settings, resolve_database_url
 from autoray.table import RoutingTable
-
-T = TypeVar("T")
 
 table_app = typer.Typer(help="Routing tables: show, list, activate.", no_args_is_help=True)
 DbOpt = Annotated[
@@ -25,24 +20,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 def register(app: typer.Typer) -> None:
     app.add_typer(table_app, name="table")
-
-
-def _with_session(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
-    from autoray.store import open_store, upgrade_async
-
-    async def _go() -> T:
-        await upgrade_async(url)
-        store = open_store(url)
-        try:
-            async with store.session() as session:
-                return await work(session)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(_go())
-    except AutorayError as err:
-        fail(str(err))
 
 
 def _url(flag: str | None) -> str:
@@ -65,7 +42,7 @@ def show(
             return await repo.active_table(session)
         return await repo.get_table(session, version=version)
 
-    table = _with_session(_url(database_url), _load)
+    table = in_store(_url(database_url), _load)
     if table is None:
         what = f"no routing table with version {version!r}" if version else "no active table"
         fail(f"{what}; `autoray table list` shows the versions, `autoray bench run` makes one")
@@ -100,10 +77,14 @@ def list_tables(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Published routing tables, newest first; the active one is marked."""
     from autoray.store import repo
 
-    infos = _with_session(_url(database_url), lambda s: repo.list_tables(s))
+    infos = in_store(_url(database_url), lambda s: repo.list_tables(s))
     rows = [
-        {"version": i.version, "generated_at": i.generated_at, "run_id": i.run_id,
-         "active": i.active}
+        {
+            "version": i.version,
+            "generated_at": i.generated_at,
+            "run_id": i.run_id,
+            "active": i.active,
+        }
         for i in infos
     ]
     if as_json:
@@ -112,8 +93,10 @@ def list_tables(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
     if not rows:
         typer.echo("no routing tables yet; `autoray bench run CONFIG` publishes one")
     for row in rows:
-        typer.echo(f"{'*' if row['active'] else ' '} {row['version']:<22} "
-                   f"{row['generated_at']:<34} {row['run_id'] or '-'}")
+        typer.echo(
+            f"{'*' if row['active'] else ' '} {row['version']:<22} "
+            f"{row['generated_at']:<34} {row['run_id'] or '-'}"
+        )
 
 
 @table_app.command("activate")
@@ -124,7 +107,5 @@ def activate(
     """Make VERSION the active routing table."""
     from autoray.store import repo
 
-    previous = _with_session(
-        _url(database_url), lambda s: repo.activate_table(s, version=version)
-    )
+    previous = in_store(_url(database_url), lambda s: repo.activate_table(s, version=version))
     typer.echo(f"active routing table: {version} (was {previous or 'none'})")
