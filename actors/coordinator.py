@@ -17,29 +17,24 @@ import asyncio
 import json
 import logging
 import time
-import uuid
-from collections import Counter as TallyCounter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
-from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors import logs
+from actors import logs, placement
 from actors.clients import CoordinatorClient
-from actors.lane import LaneReport, LaneWork, SandboxFactory, ShardLane
+from actors.lane import LaneReport, SandboxFactory, ShardLane
 from actors.metrics import EngineMetrics
+from actors.placement import PlacementError
+from actors.runstate import LaneTrack, RunState, new_run_id, now, outcome_label
 from autoray.cases import Dataset, load_dataset
 from autoray.config import BenchConfig, config_snapshot, parse_config
 from autoray.errors import AutorayError, InfrastructureError, SandboxUnavailableError
 from autoray.identity import engine_identity
 from autoray.lanes import LaneEvent, LaneState, RunStatus, lane_transition, run_transition
-from autoray.planning import LaneSpec, Plan, check_budget, chunk_ranges, plan_run
-from autoray.policy import Action, FailureKind, FailurePolicy
-from autoray.progress import RunProgress
+from autoray.planning import check_budget, plan_run
+from autoray.policy import Action, FailureKind
 from autoray.results import CaseResult
 from autoray.runs import load_progress, run_summary
 from autoray.store import migrate, open_store, repo
@@ -49,87 +44,7 @@ from autoray.table import build_table
 
 logger = logging.getLogger("autoray.coordinator")
 
-_MIB = 1024 * 1024
 _CANCEL_GRACE_S = 20.0
-
-
-class PlacementError(AutorayError):
-    """The cluster cannot place a run's placement group within the timeout."""
-
-
-@dataclass
-class _Lane:
-    spec: LaneSpec
-    bundle: int
-    state: LaneState = LaneState.PENDING
-    attempts: int = 0
-    actor: Any = None
-    last_heard: float = field(default_factory=time.monotonic)
-    chunks_run: list[int] = field(default_factory=list)
-    reason: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "identity": self.spec.identity,
-            "actor_name": self.spec.actor_name,
-            "model_id": self.spec.model_id,
-            "variant": self.spec.variant,
-            "rep": self.spec.rep,
-            "shard": self.spec.shard,
-            "chunks": list(self.spec.chunks),
-            "chunks_run": list(self.chunks_run),
-            "state": self.state.value,
-            "attempts": self.attempts,
-            "reason": self.reason,
-        }
-
-
-@dataclass
-class _Run:
-    run_id: str
-    config: BenchConfig
-    dataset: Dataset
-    plan: Plan
-    engine_identity: str
-    lanes: dict[str, _Lane]
-    cases_done: int = 0
-    errors: int = 0
-    started_wall: float = field(default_factory=time.time)
-    status: RunStatus = RunStatus.RUNNING
-    reason: str | None = None
-    table_version: str | None = None
-    sim_url: str | None = None
-    sandbox_factory: SandboxFactory | None = None
-    dataset_ref: Any = None
-    pg: PlacementGroup | None = None
-    farm: Any = None
-    task: asyncio.Task[None] | None = None
-    cancel_requested: bool = False
-    resumed_rows: int | None = None
-    deliveries: TallyCounter[str] = field(default_factory=TallyCounter)
-
-    def progress(self) -> RunProgress:
-        tally = TallyCounter(lane.state.value for lane in self.lanes.values())
-        return RunProgress(
-            run_id=self.run_id,
-            status=self.status.value,
-            cases_done=self.cases_done,
-            cases_total=_cases_total(self.plan),
-            errors=self.errors,
-            lanes_total=len(self.lanes),
-            lanes=dict(tally),
-            elapsed_s=time.time() - self.started_wall,
-            table_version=self.table_version,
-            reason=self.reason,
-        )
-
-
-def _cases_total(plan: Plan) -> int:
-    return plan.case_count * plan.entries * plan.repetitions
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Coordinator:
@@ -139,7 +54,7 @@ class Coordinator:
         self._database_url = database_url
         self._namespace = namespace
         self._store: Store | None = None
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, RunState] = {}
         self._start_lock = asyncio.Lock()
         self._started = False
         self._sweeper: asyncio.Task[None] | None = None
@@ -198,7 +113,7 @@ class Coordinator:
         cfg = parse_config(config, source="run config")
         check_budget(len(cfg.models), cfg.repetitions, cfg.max_live_containers)
         dataset = await asyncio.to_thread(load_dataset, cfg.dataset)
-        run_id = run_id or _new_run_id(cfg.name)
+        run_id = run_id or new_run_id(cfg.name)
         run = self._build_run(run_id, cfg, dataset, sim_url, sandbox_factory)
         async with self._session() as session:
             await repo.create_run(
@@ -249,11 +164,11 @@ class Coordinator:
             "run %s resumed: %d/%d cases present",
             run.run_id,
             run.cases_done,
-            _cases_total(run.plan),
+            run.cases_total,
         )
         self._launch(run)
 
-    async def _restore_lanes(self, run: _Run) -> None:
+    async def _restore_lanes(self, run: RunState) -> None:
         async with self._session() as session:
             failures = {
                 f.lane_identity for f in await repo.lane_failures(session, run_id=run.run_id)
@@ -273,7 +188,7 @@ class Coordinator:
         dataset: Dataset,
         sim_url: str | None,
         sandbox_factory: SandboxFactory | None,
-    ) -> _Run:
+    ) -> RunState:
         plan = plan_run(
             run_id=run_id,
             models=cfg.model_keys,
@@ -282,8 +197,8 @@ class Coordinator:
             chunk_size=cfg.chunk_size,
             budget=cfg.max_live_containers,
         )
-        lanes = {spec.identity: _Lane(spec, bundle) for bundle, spec in enumerate(plan.lanes)}
-        return _Run(
+        lanes = {spec.identity: LaneTrack(spec, bundle) for bundle, spec in enumerate(plan.lanes)}
+        return RunState(
             run_id=run_id,
             config=cfg,
             dataset=dataset,
@@ -294,12 +209,12 @@ class Coordinator:
             sandbox_factory=sandbox_factory,
         )
 
-    def _launch(self, run: _Run) -> None:
+    def _launch(self, run: RunState) -> None:
         self._runs[run.run_id] = run
         run.task = asyncio.create_task(self._drive(run))
 
     # ------------------------------------------------------------------ driving a run
-    async def _drive(self, run: _Run) -> None:
+    async def _drive(self, run: RunState) -> None:
         try:
             await self._reserve(run)
             await self._start_farm(run)
@@ -316,26 +231,13 @@ class Coordinator:
         finally:
             self._release(run)
 
-    async def _reserve(self, run: _Run) -> None:
-        engine = run.config.engine
-        size = len(run.plan.lanes)
-        bundle: dict[str, float] = {"CPU": engine.lane_cpu}
-        if engine.lane_memory_mb:
-            bundle["memory"] = float(engine.lane_memory_mb * _MIB)
-        pg = placement_group(
-            [dict(bundle) for _ in range(size)], strategy="SPREAD", name=f"autoray:{run.run_id}"
+    async def _reserve(self, run: RunState) -> None:
+        run.pg = await placement.reserve(run.run_id, len(run.plan.lanes), run.config.engine)
+        logger.info(
+            "run %s: placement group of %d lane bundles ready", run.run_id, len(run.plan.lanes)
         )
-        try:
-            await asyncio.wait_for(pg.ready(), timeout=engine.placement_timeout_s)
-        except TimeoutError:
-            remove_placement_group(pg)
-            raise PlacementError(
-                _placement_message(size, bundle, engine.placement_timeout_s)
-            ) from None
-        run.pg = pg
-        logger.info("run %s: placement group of %d lane bundles ready", run.run_id, size)
 
-    async def _start_farm(self, run: _Run) -> None:
+    async def _start_farm(self, run: RunState) -> None:
         simulated = [m for m in run.config.models if m.provider == "simulated"]
         if not simulated or run.sim_url:
             return
@@ -354,16 +256,15 @@ class Coordinator:
         run.sim_url = await run.farm.url.remote()
         logger.info("run %s: simulated model farm at %s", run.run_id, run.sim_url)
 
-    def _release(self, run: _Run) -> None:
-        if run.pg is not None:
-            remove_placement_group(run.pg)
-            run.pg = None
+    def _release(self, run: RunState) -> None:
+        placement.release(run.pg)
+        run.pg = None
         if run.farm is not None:
             ray.kill(run.farm)
             run.farm = None
 
-    async def _lane_loop(self, run: _Run, lane: _Lane) -> None:
-        policy = _policy(run.config)
+    async def _lane_loop(self, run: RunState, lane: LaneTrack) -> None:
+        policy = run.policy
         while not lane.state.terminal and not run.cancel_requested:
             if lane.state is LaneState.RETRYING:
                 self._transition(run, lane, LaneEvent.RETRY_DUE)
@@ -382,7 +283,7 @@ class Coordinator:
             if decision.action is Action.RETRY:
                 await asyncio.sleep(decision.delay_s)
 
-    async def _attempt(self, run: _Run, lane: _Lane) -> tuple[FailureKind, str] | None:
+    async def _attempt(self, run: RunState, lane: LaneTrack) -> tuple[FailureKind, str] | None:
         """Run one attempt of a lane; returns the failure, or None when its rows are complete."""
         try:
             lane.actor = self._spawn_lane(run, lane)
@@ -405,41 +306,28 @@ class Coordinator:
             return FailureKind.LANE_ERROR, "lane ended with cases still missing"
         return None
 
-    def _spawn_lane(self, run: _Run, lane: _Lane) -> Any:
+    def _spawn_lane(self, run: RunState, lane: LaneTrack) -> Any:
         assert run.pg is not None, "lanes are spawned only after the placement group is ready"
-        engine = run.config.engine
-        model = next(m for m in run.config.models if m.key == lane.spec.model)
-        ranges = chunk_ranges(len(run.dataset.cases), run.config.chunk_size)
-        ids = [case.id for case in run.dataset.cases]
-        work = LaneWork(
-            model=model,
-            sandbox=run.config.sandbox,
-            runner=run.config.runner,
-            chunk_cases={c: tuple(ids[i] for i in ranges[c]) for c in lane.spec.chunks},
-            sim_url=run.sim_url,
-            sandbox_factory=run.sandbox_factory,
-        )
-        options: dict[str, Any] = {
-            "name": lane.spec.actor_name,
-            "namespace": self._namespace,
-            "max_restarts": 0,
-            "max_concurrency": 2,
-            "num_cpus": engine.lane_cpu,
-            "scheduling_strategy": PlacementGroupSchedulingStrategy(
-                placement_group=run.pg, placement_group_bundle_index=lane.bundle
-            ),
-        }
-        if engine.lane_memory_mb:
-            options["memory"] = engine.lane_memory_mb * _MIB
+        options = placement.lane_options(run.pg, lane.bundle, run.config.engine)
         me = CoordinatorClient(ray.get_runtime_context().current_actor)
-        return ray.remote(ShardLane).options(**options).remote(lane.spec, work, run.dataset_ref, me)
+        return (
+            ray.remote(ShardLane)
+            .options(
+                name=lane.spec.actor_name,
+                namespace=self._namespace,
+                max_restarts=0,
+                max_concurrency=2,
+                **options,
+            )
+            .remote(lane.spec, run.lane_work(lane.spec), run.dataset_ref, me)
+        )
 
-    def _kill_actor(self, lane: _Lane) -> None:
+    def _kill_actor(self, lane: LaneTrack) -> None:
         if lane.actor is not None:
             ray.kill(lane.actor, no_restart=True)
             lane.actor = None
 
-    async def _apply_decision(self, run: _Run, lane: _Lane, decision: Any) -> None:
+    async def _apply_decision(self, run: RunState, lane: LaneTrack, decision: Any) -> None:
         lane.reason = decision.reason
         if decision.action is Action.RETRY:
             self._metrics.lane_retries.inc(
@@ -450,7 +338,7 @@ class Coordinator:
         self._transition(run, lane, LaneEvent.FAILED_GIVE_UP, decision=decision)
         await self._record_dead(run, lane, decision.reason)
 
-    async def _record_dead(self, run: _Run, lane: _Lane, reason: str) -> None:
+    async def _record_dead(self, run: RunState, lane: LaneTrack, reason: str) -> None:
         async with self._session() as session:
             await repo.record_lane_failure(
                 session,
@@ -460,8 +348,8 @@ class Coordinator:
                 attempts=lane.attempts,
             )
 
-    async def _lane_rows_complete(self, run: _Run, lane: _Lane) -> bool:
-        wanted = set(_lane_case_ids(run, lane.spec))
+    async def _lane_rows_complete(self, run: RunState, lane: LaneTrack) -> bool:
+        wanted = run.lane_case_ids(lane.spec)
         async with self._session() as session:
             present = await repo.existing_case_ids(
                 session,
@@ -472,7 +360,7 @@ class Coordinator:
             )
         return wanted <= present
 
-    def _transition(self, run: _Run, lane: _Lane, event: LaneEvent, **extra: Any) -> None:
+    def _transition(self, run: RunState, lane: LaneTrack, event: LaneEvent, **extra: Any) -> None:
         old = lane.state
         lane.state = lane_transition(old, event)
         decision = extra.get("decision")
@@ -497,8 +385,7 @@ class Coordinator:
                 }
             )
         )
-        counts = TallyCounter(x.state.value for x in run.lanes.values())
-        self._metrics.set_lanes(run.run_id, dict(counts), [s.value for s in LaneState])
+        self._metrics.set_lanes(run.run_id, run.lane_counts(), [s.value for s in LaneState])
 
     # ------------------------------------------------------------------ rows from lanes
     async def remaining_cases(
@@ -536,19 +423,19 @@ class Coordinator:
             self._metrics.record_case(
                 model=result.model.label(),
                 route=result.route,
-                outcome=_outcome_label(result),
+                outcome=outcome_label(result),
                 latency_ms=result.outcome.latency_ms,
             )
         return inserted
 
-    def _run_or_raise(self, run_id: str) -> _Run:
+    def _run_or_raise(self, run_id: str) -> RunState:
         run = self._runs.get(run_id)
         if run is None:
             raise AutorayError(f"run {run_id!r} is not active on this coordinator")
         return run
 
     # ------------------------------------------------------------------ finalization
-    async def _finalize(self, run: _Run) -> None:
+    async def _finalize(self, run: RunState) -> None:
         run.status = run_transition(run.status, RunStatus.FINALIZING)
         async with self._session() as session:
             rows = await repo.case_results(session, run_id=run.run_id)
@@ -560,7 +447,7 @@ class Coordinator:
             dataset_identity=run.dataset.identity,
             min_accuracy=run.config.min_accuracy,
             switch_cost_factor=run.config.switch_cost_factor,
-            generated_at=_now().isoformat(),
+            generated_at=now().isoformat(),
             context_lengths={m.key: m.context_length for m in run.config.models},
         )
         reason = None
@@ -582,7 +469,7 @@ class Coordinator:
             reason = f"{len(dead)} lane(s) dead; finalized with the lanes that finished"
         await self._set_status(run, RunStatus.COMPLETED, reason)
 
-    async def _set_status(self, run: _Run, status: RunStatus, reason: str | None) -> None:
+    async def _set_status(self, run: RunState, status: RunStatus, reason: str | None) -> None:
         if run.status is not status:
             run.status = run_transition(run.status, status)
         run.reason = reason
@@ -675,7 +562,7 @@ class Coordinator:
                 if run.status is RunStatus.RUNNING and not run.cancel_requested:
                     await self._sweep(run)
 
-    async def _sweep(self, run: _Run) -> None:
+    async def _sweep(self, run: RunState) -> None:
         """Mark lanes dead that have not been heard from for ``sweep_after_s``."""
         limit = run.config.engine.sweep_after_s
         now = time.monotonic()
@@ -698,39 +585,3 @@ def _kick_self() -> None:
         ray.get_runtime_context().current_actor.ping.remote()
     except Exception as err:  # outside an actor (unit tests) there is nothing to kick
         logger.debug("no self-kick: %s", err)
-
-
-def _policy(cfg: BenchConfig) -> FailurePolicy:
-    engine = cfg.engine
-    return FailurePolicy(engine.max_attempts, engine.backoff_base_s, engine.backoff_max_s)
-
-
-def _new_run_id(name: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:24] or "run"
-    return f"{safe}-{_now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def _lane_case_ids(run: _Run, spec: LaneSpec) -> list[str]:
-    ranges = chunk_ranges(len(run.dataset.cases), run.config.chunk_size)
-    return [run.dataset.cases[i].id for chunk in spec.chunks for i in ranges[chunk]]
-
-
-def _outcome_label(result: CaseResult) -> str:
-    if result.outcome.error is not None:
-        return "error"
-    return "pass" if result.outcome.score >= 1 else "fail"
-
-
-def _placement_message(size: int, bundle: dict[str, float], timeout: float) -> str:
-    total, free = ray.cluster_resources(), ray.available_resources()
-    need_cpu = size * bundle["CPU"]
-    need_mem = size * bundle.get("memory", 0) / _MIB
-    return (
-        f"the cluster could not place a placement group of {size} lane bundles "
-        f"(each CPU {bundle['CPU']:g}, memory {bundle.get('memory', 0) / _MIB:.0f} MiB; "
-        f"{need_cpu:g} CPU and {need_mem:.0f} MiB in all) within {timeout:g} s; the cluster has "
-        f"CPU {total.get('CPU', 0):g} ({free.get('CPU', 0):g} free) and memory "
-        f"{total.get('memory', 0) / _MIB:.0f} MiB ({free.get('memory', 0) / _MIB:.0f} MiB free). "
-        "Lower max_live_containers, engine.lane_cpu or engine.lane_memory_mb, add nodes, "
-        "or raise engine.placement_timeout_s"
-    )

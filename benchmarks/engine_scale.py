@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import ray
 
 from actors.clients import get_or_create_coordinator
@@ -53,20 +52,35 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    mem_gib = psutil.virtual_memory().total / 2**30
+    mem_kib = _meminfo_kib("MemTotal")
+    mem_gib = mem_kib / 2**20
     return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}"
 
 
+def _meminfo_kib(key: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def lane_rss() -> tuple[float, int]:
-    total, count = 0, 0
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if "ShardLane" in " ".join(proc.info["cmdline"] or []):
-                total += proc.memory_info().rss
-                count += 1
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+    """Summed resident memory (MiB) and count of the lane actor processes, read from /proc."""
+    total_kib, count = 0, 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
             continue
-    return total / 2**20, count
+        try:
+            if b"ShardLane" not in (proc / "cmdline").read_bytes():
+                continue
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total_kib += int(line.split()[1])
+                count += 1
+    return total_kib / 1024, count
 
 
 def config(args: argparse.Namespace, budget: int) -> dict[str, Any]:
