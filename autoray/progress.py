@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -57,18 +58,30 @@ def format_duration(seconds: float | None) -> str:
 
 
 def render_progress(progress: RunProgress, *, width: int = 30) -> str:
-    """One line: bar, cases done/total, lanes by state, errors, elapsed and ETA."""
+    """One line: bar, cases done/total, lanes by state, errors, elapsed and ETA.
+
+    Lane states are known only to a live coordinator; a progress read from the database alone
+    shows dead lanes (they are persisted) and leaves the rest out rather than print zeros.
+    """
     filled = int(round(progress.fraction * width))
     bar = "#" * filled + "." * (width - filled)
-    lanes = progress.lanes
     return (
         f"[{bar}] {progress.cases_done}/{progress.cases_total} cases"
-        f" | lanes run {lanes.get('running', 0) + lanes.get('starting', 0)}"
-        f" retry {lanes.get('retrying', 0)} done {lanes.get('finished', 0)}"
-        f" dead {lanes.get('dead', 0)}"
+        f"{_lanes_part(progress)}"
         f" | errors {progress.errors}"
         f" | {format_duration(progress.elapsed_s)} elapsed, ETA {format_duration(progress.eta_s)}"
         f" | {progress.status}"
+    )
+
+
+def _lanes_part(progress: RunProgress) -> str:
+    lanes = progress.lanes
+    if not progress.lanes_total:
+        return f" | dead lanes {progress.dead_lanes}" if progress.dead_lanes else ""
+    return (
+        f" | lanes run {lanes.get('running', 0) + lanes.get('starting', 0)}"
+        f" retry {lanes.get('retrying', 0)} done {lanes.get('finished', 0)}"
+        f" dead {lanes.get('dead', 0)}"
     )
 
 
@@ -87,7 +100,7 @@ def stored_progress(record: Any, *, cases_done: int, errors: int, dead_lanes: in
         total = len(load_dataset(parsed.dataset).cases) * len(parsed.models) * parsed.repetitions
     except AutorayError:
         total = cases_done
-    end = record.finished_at or record.updated_at
+    end = record.finished_at or datetime.now(UTC)
     return RunProgress(
         run_id=record.run_id,
         status=record.status,

@@ -131,19 +131,39 @@ def status(
     run_id: Annotated[
         str | None, typer.Argument(help="A run id (default: the newest run).")
     ] = None,
+    address: AddressOpt = None,
     database_url: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Progress of a run, from the database (what the coordinator persisted)."""
+    """Progress of a run: live from the coordinator when a cluster address is given (lane
+    states included), else from the database (what the coordinator persisted)."""
     from autoray.runs import load_progress
 
     progress = in_store(_db_url(database_url), lambda s: load_progress(s, run_id))
+    if address or Settings.from_env().ray_address:
+        progress = _live_progress(address, progress)
     if as_json:
         print_json(progress.as_dict())
     else:
         typer.echo(render_progress(progress))
         if progress.reason:
             typer.echo(f"reason: {progress.reason}")
+
+
+def _live_progress(address: str | None, stored: RunProgress) -> RunProgress:
+    """The coordinator's view of a run, or the stored one when no coordinator holds it."""
+    from actors import driver
+
+    settings = Settings.from_env()
+    options = _options(address, None)
+    try:
+        driver.connect(options, settings)
+        client = driver.existing_coordinator(options)
+        return stored if client is None else client.status(stored.run_id)
+    except ConnectionError:
+        fail("no Ray cluster at that address; drop --address to read the database alone")
+    except AutorayError:
+        return stored
 
 
 @bench_app.command("list")

@@ -46,3 +46,9 @@ def test_format_duration() -> None:
 
 def test_empty_run_counts_as_done() -> None:
     assert _progress(cases_done=0, cases_total=0).fraction == 1.0
+
+
+def test_progress_from_the_database_leaves_unknown_lane_states_out() -> None:
+    stored = _progress(lanes_total=0, lanes={})
+    assert "lanes" not in render_progress(stored)
+    assert "dead lanes 2" in render_progress(_progress(lanes_total=0, lanes={"dead": 2}))
