@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import typer
 
 app = typer.Typer(
@@ -13,23 +15,17 @@ app = typer.Typer(
 )
 
 
+@functools.cache
 def _register() -> None:
-    # Imported here so that building the app never happens at import of a command module.
-    from autoray.cli import cases, plan
+    """Attach every command group once (tests and ``main`` may both ask).
 
-    plan.register(app)
-    cases.register(app)
-    from autoray.cli import db
+    The command modules are imported here, not at the top, so that importing this module builds
+    nothing and stays cheap.
+    """
+    from autoray.cli import bench, cases, db, plan, run_case, sim, table
 
-    db.register(app)
-    from autoray.cli import bench, table
-
-    bench.register(app)
-    table.register(app)
-    from autoray.cli import run_case, sim
-
-    run_case.register(app)
-    sim.register(app)
+    for group in (plan, cases, run_case, bench, table, sim, db):
+        group.register(app)
 
 
 def main() -> None:
