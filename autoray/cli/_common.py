@@ -5,13 +5,33 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from autoray.errors import AutorayError
+from autoray.settings import Settings, resolve_database_url
 
 T = TypeVar("T")
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL; else $AUTORAY_DATABASE_URL, else the config's database_url, "
+        "else sqlite+aiosqlite:///./autoray.db",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def database_url(flag: str | None) -> str:
+    """The URL a command without a config uses: the flag, else the environment, else default."""
+    if flag is not None and not flag.strip():
+        fail("--database-url is empty; pass a URL such as sqlite+aiosqlite:///./autoray.db")
+    return resolve_database_url(flag, Settings.from_env())
+
 
 USAGE_ERROR_EXIT = 2
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autoray.cli._common import fail, in_store, print_json
+from autoray.cli._common import DatabaseUrlOption, JsonOption, fail, in_store, print_json
+from autoray.cli._common import database_url as _db_url
 from autoray.errors import AutorayError
 from autoray.progress import RunProgress, render_progress
 from autoray.settings import Settings, resolve_database_url
@@ -24,13 +25,6 @@ AddressOpt = Annotated[
     str | None,
     typer.Option("--address", help="Ray cluster address (else RAY_ADDRESS, else a local Ray)."),
 ]
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url", help="Else AUTORAY_DATABASE_URL, else the config, else ./autoray.db."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -47,8 +41,8 @@ def _options(address: str | None, database_url: str | None) -> DriverOptions:
 def run(
     config: Annotated[str, typer.Argument(help="Benchmark config (YAML).")],
     address: AddressOpt = None,
-    database_url: DbOpt = None,
-    as_json: JsonOpt = False,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
     detach: Annotated[bool, typer.Option("--detach", help="Start the run and return.")] = False,
 ) -> None:
     """Start a run through the coordinator and follow it until it ends (exit 0 if completed)."""
@@ -74,8 +68,8 @@ def run(
 def resume(
     run_id: Annotated[str, typer.Argument(help="The run to resume.")],
     address: AddressOpt = None,
-    database_url: DbOpt = None,
-    as_json: JsonOpt = False,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Resume a run that is still marked running: only the cases without a row run again."""
     from actors import driver
@@ -132,8 +126,8 @@ def status(
         str | None, typer.Argument(help="A run id (default: the newest run).")
     ] = None,
     address: AddressOpt = None,
-    database_url: DbOpt = None,
-    as_json: JsonOpt = False,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Progress of a run: live from the coordinator when a cluster address is given (lane
     states included), else from the database (what the coordinator persisted)."""
@@ -167,7 +161,7 @@ def _live_progress(address: str | None, stored: RunProgress) -> RunProgress:
 
 
 @bench_app.command("list")
-def list_runs(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
+def list_runs(database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
     """Runs, newest first."""
     from autoray.runs import run_summary
     from autoray.store import repo
@@ -190,7 +184,7 @@ def list_runs(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
 def cancel(
     run_id: Annotated[str, typer.Argument(help="The run to cancel.")],
     address: AddressOpt = None,
-    database_url: DbOpt = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Stop a run's lanes, destroy their sandboxes, mark it cancelled; nothing is published."""
     from actors import driver
@@ -227,7 +221,3 @@ def shutdown(address: AddressOpt = None) -> None:
         return
     client.shutdown()
     typer.echo("coordinator stopped")
-
-
-def _db_url(flag: str | None) -> str:
-    return resolve_database_url(flag, Settings.from_env())

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from autoray.cli._common import fail
+from autoray.cli._common import DatabaseUrlOption, fail
+from autoray.cli._common import database_url as database_url_of
 from autoray.errors import StoreError
-from autoray.settings import Settings, resolve_database_url
-
-DatabaseUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        help="SQLAlchemy URL; default: $AUTORAY_DATABASE_URL, else sqlite+aiosqlite:///./autoray.db",
-        show_default=False,
-    ),
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +24,7 @@ def upgrade_command(database_url: DatabaseUrlOption = None) -> None:
     from autoray.store.engine import redact_url
     from autoray.store.migrate import upgrade
 
-    url = _database_url(database_url)
+    url = database_url_of(database_url)
     try:
         revision = upgrade(url)
     except StoreError as exc:
@@ -48,7 +37,7 @@ def current_command(database_url: DatabaseUrlOption = None) -> None:
     from autoray.store.engine import redact_url
     from autoray.store.migrate import current_revision, head_revision
 
-    url = _database_url(database_url)
+    url = database_url_of(database_url)
     try:
         revision = current_revision(url)
     except StoreError as exc:
@@ -56,9 +45,3 @@ def current_command(database_url: DatabaseUrlOption = None) -> None:
     head = head_revision()
     state = "up to date" if revision == head else f"not at {head}; run `autoray db upgrade`"
     typer.echo(f"database {redact_url(url)} is at revision {revision or 'none'} ({state})")
-
-
-def _database_url(flag: str | None) -> str:
-    if flag is not None and not flag.strip():
-        fail("--database-url is empty; pass a URL such as sqlite+aiosqlite:///./autoray.db")
-    return resolve_database_url(flag, Settings.from_env())

@@ -6,24 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from autoray.cli._common import fail, in_store, print_json
-from autoray.settings import Settings, resolve_database_url
+from autoray.cli._common import DatabaseUrlOption, JsonOption, fail, in_store, print_json
+from autoray.cli._common import database_url as _url
 from autoray.table import RoutingTable
 
 table_app = typer.Typer(help="Routing tables: show, list, activate.", no_args_is_help=True)
-DbOpt = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Else AUTORAY_DATABASE_URL, else ./autoray.db."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(table_app, name="table")
-
-
-def _url(flag: str | None) -> str:
-    return resolve_database_url(flag, Settings.from_env())
 
 
 @table_app.command("show")
@@ -31,8 +22,8 @@ def show(
     version: Annotated[
         str | None, typer.Option("--version", help="A version (default: the active table).")
     ] = None,
-    database_url: DbOpt = None,
-    as_json: JsonOpt = False,
+    database_url: DatabaseUrlOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """The active routing table (or VERSION): routes with their ranked candidates."""
     from autoray.store import repo
@@ -73,7 +64,7 @@ def render_table(table: RoutingTable) -> str:
 
 
 @table_app.command("list")
-def list_tables(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
+def list_tables(database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
     """Published routing tables, newest first; the active one is marked."""
     from autoray.store import repo
 
@@ -102,7 +93,7 @@ def list_tables(database_url: DbOpt = None, as_json: JsonOpt = False) -> None:
 @table_app.command("activate")
 def activate(
     version: Annotated[str, typer.Argument(help="The version to make active (rollback).")],
-    database_url: DbOpt = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Make VERSION the active routing table."""
     from autoray.store import repo
