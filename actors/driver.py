@@ -38,7 +38,6 @@ class DriverOptions:
     database_url: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     log_to_driver: bool = False
-    live: bool | None = None  # redraw one line (a terminal) or print lines (job logs)
 
 
 def prepare(
@@ -81,6 +80,27 @@ def coordinator(options: DriverOptions, database_url: str) -> CoordinatorClient:
 
 def existing_coordinator(options: DriverOptions) -> CoordinatorClient | None:
     return find_coordinator(options.namespace)
+
+
+def start(
+    config_path: str, options: DriverOptions, settings: Settings
+) -> tuple[CoordinatorClient, str, str]:
+    """Check the config, reach the cluster and start a run; returns (client, run id, db URL)."""
+    snapshot, url = prepare(config_path, options, settings)
+    connect(options, settings)
+    client = coordinator(options, url)
+    return client, client.start_run(snapshot, sim_url=settings.sim_url), url
+
+
+def resume(
+    run_id: str, options: DriverOptions, settings: Settings
+) -> tuple[CoordinatorClient, str]:
+    """Reach the cluster and resume a run still marked running; returns (client, db URL)."""
+    url = absolute_sqlite_url(resolve_database_url(options.database_url, settings))
+    connect(options, settings)
+    client = coordinator(options, url)
+    client.resume_run(run_id, sim_url=settings.sim_url)
+    return client, url
 
 
 def follow(

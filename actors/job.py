@@ -16,7 +16,7 @@ import sys
 
 from actors import driver
 from autoray.errors import AutorayError
-from autoray.settings import Settings, resolve_database_url
+from autoray.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,19 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.from_env()
     options = driver.DriverOptions(
-        address=args.address, database_url=args.database_url, log_to_driver=True, live=False
+        address=args.address, database_url=args.database_url, log_to_driver=True
     )
     try:
         if args.command == "run":
-            snapshot, url = driver.prepare(args.config, options, settings)
+            client, run_id, _ = driver.start(args.config, options, settings)
         else:
-            url = driver.absolute_sqlite_url(resolve_database_url(args.database_url, settings))
-        driver.connect(options, settings)
-        client = driver.coordinator(options, url)
-        if args.command == "run":
-            run_id = client.start_run(snapshot, sim_url=settings.sim_url)
-        else:
-            run_id = client.resume_run(args.run_id, sim_url=settings.sim_url)
+            client, _ = driver.resume(args.run_id, options, settings)
+            run_id = args.run_id
         print(f"autoray run {run_id} started", flush=True)
         progress = driver.follow(client, run_id, out=sys.stdout, live=False)
     except AutorayError as err:

@@ -14,7 +14,7 @@ from autoray.cli._common import DatabaseUrlOption, JsonOption, fail, in_store, p
 from autoray.cli._common import database_url as _db_url
 from autoray.errors import AutorayError
 from autoray.progress import RunProgress, render_progress
-from autoray.settings import Settings, resolve_database_url
+from autoray.settings import Settings
 
 if TYPE_CHECKING:
     from actors.driver import DriverOptions
@@ -51,10 +51,7 @@ def run(
     settings = Settings.from_env()
     options = _options(address, database_url)
     try:
-        snapshot, url = driver.prepare(config, options, settings)
-        driver.connect(options, settings)
-        client = driver.coordinator(options, url)
-        run_id = client.start_run(snapshot, sim_url=settings.sim_url)
+        client, run_id, url = driver.start(config, options, settings)
     except AutorayError as err:
         fail(str(err))
     _report_started(run_id, url)
@@ -76,11 +73,8 @@ def resume(
 
     settings = Settings.from_env()
     options = _options(address, database_url)
-    url = driver.absolute_sqlite_url(resolve_database_url(database_url, settings))
     try:
-        driver.connect(options, settings)
-        client = driver.coordinator(options, url)
-        client.resume_run(run_id, sim_url=settings.sim_url)
+        client, _ = driver.resume(run_id, options, settings)
     except AutorayError as err:
         fail(str(err))
     _follow_and_exit(client, run_id, as_json)
