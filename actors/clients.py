@@ -56,8 +56,9 @@ class CoordinatorClient:
             _get(self._handle.remaining_cases.remote(spec.run_id, spec.identity, list(case_ids)))
         )
 
-    def record_result(self, result: CaseResult) -> bool:
-        return bool(_get(self._handle.record_result.remote(result)))
+    def record_result(self, result: CaseResult, lane: LaneSpec | None = None) -> bool:
+        identity = None if lane is None else lane.identity
+        return bool(_get(self._handle.record_result.remote(result, identity)))
 
     # -- used by the driver and the CLI ------------------------------------------------------
     def ping(self, timeout: float | None = 60) -> dict[str, Any]:

@@ -407,16 +407,20 @@ class Coordinator:
             )
         return [case_id for case_id in case_ids if case_id not in present]
 
-    async def record_result(self, result: CaseResult) -> bool:
-        """Persist one case row; a repeated delivery writes nothing and returns False."""
+    async def record_result(self, result: CaseResult, lane_identity: str | None = None) -> bool:
+        """Persist one case row; a repeated delivery writes nothing and returns False.
+
+        ``lane_identity`` names the delivering lane, which counts as a sign of life for the
+        sweeper (only that lane: a sibling shard's rows say nothing about a silent one).
+        """
         await self._ensure_started()
         run = self._run_or_raise(result.run_id)
         async with self._session() as session:
             inserted = await repo.upsert_case_result(session, result=result)
         run.deliveries["inserted" if inserted else "duplicate"] += 1
-        for lane in run.lanes.values():
-            if lane.spec.model == result.model and lane.spec.rep == result.rep:
-                lane.last_heard = time.monotonic()
+        lane = run.lanes.get(lane_identity) if lane_identity else None
+        if lane is not None:
+            lane.last_heard = time.monotonic()
         if inserted:
             run.cases_done += 1
             run.errors += result.outcome.error is not None
@@ -553,11 +557,11 @@ class Coordinator:
         return run.progress().as_dict()
 
     async def _sweep_forever(self) -> None:
+        """Check for silent lanes every ``sweep_after_s / 4`` (0.5 to 5 s). The tick is taken
+        again each round, so a run started after the sweeper began is watched at its own pace."""
         while True:
-            interval = min(
-                [30.0] + [run.config.engine.sweep_after_s / 4 for run in self._runs.values()]
-            )
-            await asyncio.sleep(max(0.5, interval))
+            ticks = [run.config.engine.sweep_after_s / 4 for run in self._runs.values()]
+            await asyncio.sleep(min(5.0, max(0.5, min(ticks, default=5.0))))
             for run in list(self._runs.values()):
                 if run.status is RunStatus.RUNNING and not run.cancel_requested:
                     await self._sweep(run)

@@ -119,7 +119,7 @@ class ShardLane:
             if self._stop.is_set():
                 break
             self._current_case = case_id
-            self._coordinator.record_result(self._run_one(case_id, sandbox, provider))
+            self._coordinator.record_result(self._run_one(case_id, sandbox, provider), self._spec)
             ran += 1
         self._current_case = None
         return ran

@@ -338,3 +338,29 @@ def test_cancel_stops_lanes_and_publishes_nothing(engine: Engine, mini_dataset: 
     for lane in engine.client.lanes(run_id):
         with pytest.raises(ValueError):
             ray.get_actor(lane["actor_name"], namespace=engine.namespace)
+
+
+def test_silent_shard_is_swept_while_its_sibling_delivers(
+    engine: Engine, mini_dataset: str, tmp_path
+) -> None:
+    """Rows from shard 0 of a model say nothing about shard 1: the silent one is swept while
+    shard 0 is still delivering, not only after it has finished."""
+    faults.ship_by_value()
+    models = [sim_model("sim/steady", price=0.2, skill={"default": 1.0}, latency_ms=700)]
+    config = bench_config(mini_dataset, models, max_live_containers=2, engine={"sweep_after_s": 2})
+    silent = "sibling-run:sim/steady::0:1"
+    run_id = engine.start(
+        config,
+        run_id="sibling-run",
+        sandbox_factory=faults.FlakyStarts(state_dir=str(tmp_path), hang=frozenset({silent})),
+    )
+    deadline = time.monotonic() + 60
+    while not engine.lane_failures(run_id):
+        assert time.monotonic() < deadline, "the silent shard was never swept"
+        time.sleep(0.2)
+    assert engine.client.status(run_id).cases_done < 9  # shard 0 was still at work
+    progress = engine.wait(run_id, timeout=120)
+    assert progress.status == "completed"
+    (failure,) = engine.lane_failures(run_id)
+    assert failure.lane_identity == silent
+    assert len(engine.rows(run_id)) == 9  # shard 0's chunks 0, 2, 4 only
