@@ -56,10 +56,12 @@ def prepare(
 
 def absolute_sqlite_url(url: str) -> str:
     """Pin a relative SQLite path to the caller's directory: the coordinator runs elsewhere."""
-    prefix = "sqlite+aiosqlite:///"
-    if not url.startswith(prefix) or url.startswith(prefix + "/") or ":memory:" in url:
+    scheme, sep, path = url.partition(":///")
+    if scheme not in ("sqlite", "sqlite+aiosqlite") or not sep:
         return url
-    return prefix + str(Path(url[len(prefix) :]).resolve())
+    if path.startswith("/") or path.startswith(":memory:") or not path:
+        return url
+    return f"{scheme}:///{Path(path).resolve()}"
 
 
 def connect(options: DriverOptions, settings: Settings) -> None:
