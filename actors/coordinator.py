@@ -451,6 +451,7 @@ class Coordinator:
             dataset_identity=run.dataset.identity,
             min_accuracy=run.config.min_accuracy,
             switch_cost_factor=run.config.switch_cost_factor,
+            best_accuracy_gap=run.config.best_accuracy_gap,
             generated_at=now().isoformat(),
             context_lengths={m.key: m.context_length for m in run.config.models},
         )

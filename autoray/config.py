@@ -204,6 +204,7 @@ class BenchConfig(BaseModel):
     max_live_containers: int = Field(default=100, ge=1)
     min_accuracy: float = Field(default=0.7, ge=0, le=1)
     switch_cost_factor: float = Field(default=3.0, ge=1)
+    best_accuracy_gap: float = Field(default=0.05, ge=0, le=1)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)

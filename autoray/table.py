@@ -26,6 +26,7 @@ _TABLE_FIELDS = (
     "generated_at",
     "min_accuracy",
     "switch_cost_factor",
+    "best_accuracy_gap",
     "run_id",
     "dataset_identity",
     "routes",
@@ -42,6 +43,7 @@ class RoutingTable:
     routes: Mapping[str, tuple[Candidate, ...]]
     run_id: str | None
     dataset_identity: str | None
+    best_accuracy_gap: float = 0.05
 
     def missing_routes(self) -> list[str]:
         """Routes, in canonical order, that are absent or have no candidate."""
@@ -60,6 +62,7 @@ class RoutingTable:
             "generated_at": self.generated_at,
             "min_accuracy": self.min_accuracy,
             "switch_cost_factor": self.switch_cost_factor,
+            "best_accuracy_gap": self.best_accuracy_gap,
             "run_id": self.run_id,
             "dataset_identity": self.dataset_identity,
             "routes": {
@@ -84,6 +87,7 @@ class RoutingTable:
             routes=routes,
             run_id=data.get("run_id"),
             dataset_identity=data.get("dataset_identity"),
+            best_accuracy_gap=data.get("best_accuracy_gap", 0.05),
         )
 
 
@@ -116,6 +120,7 @@ def build_table(
     min_accuracy: float,
     switch_cost_factor: float,
     generated_at: str,
+    best_accuracy_gap: float = 0.05,
     context_lengths: Mapping[ModelKey, int | None] | None = None,
 ) -> RoutingTable:
     """Rank every route from the summaries of ``run_id`` for ``models`` only.
@@ -144,6 +149,7 @@ def build_table(
         generated_at=generated_at,
         min_accuracy=min_accuracy,
         switch_cost_factor=switch_cost_factor,
+        best_accuracy_gap=best_accuracy_gap,
         routes={route: tuple(candidates) for route, candidates in ranked.items()},
         run_id=run_id,
         dataset_identity=dataset_identity,
