@@ -4,7 +4,7 @@ Runs real benchmark runs (simulated models, process sandbox) on a local Ray clus
 one table row per budget: lanes, time to the first persisted row, wall time, case throughput,
 and the resident memory of the lane processes (sampled every 0.5 s, peak reported).
 
-    .venv/bin/python benchmarks/engine_scale.py --models 10 --repetitions 3 --budgets 10 30 90
+    .venv/bin/python -m benchmarks.engine_scale --models 10 --repetitions 3 --budgets 10 30 90
 
 Nothing here is asserted: machines are shared and noisy, so figures are printed, with the
 machine they were taken on, for a person to read.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import ray
 
 from actors.clients import get_or_create_coordinator
+from benchmarks.machine import machine
 
 
 @dataclass
@@ -41,27 +41,6 @@ class Sample:
     @property
     def cases_per_s(self) -> float:
         return self.cases / self.wall_s if self.wall_s else 0.0
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_kib = _meminfo_kib("MemTotal")
-    mem_gib = mem_kib / 2**20
-    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}"
-
-
-def _meminfo_kib(key: str) -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def lane_rss() -> tuple[float, int]:
