@@ -25,7 +25,11 @@ def show(
     database_url: DatabaseUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """The active routing table (or VERSION): routes with their ranked candidates."""
+    """The active routing table (or VERSION): routes with their ranked candidates.
+
+    ``--json`` prints the table's JSON form, described by the JSON Schema shipped in the
+    package as ``autoray/schemas/routing_table.schema.json``.
+    """
     from autoray.store import repo
 
     async def _load(session: Any) -> RoutingTable | None:
@@ -46,7 +50,9 @@ def show(
 def render_table(table: RoutingTable) -> str:
     lines = [
         f"routing table {table.version}  generated {table.generated_at}  run {table.run_id or '-'}",
-        f"min_accuracy {table.min_accuracy:g}  switch_cost_factor {table.switch_cost_factor:g}",
+        f"min_accuracy {table.min_accuracy:g}  switch_cost_factor {table.switch_cost_factor:g}  "
+        f"best_accuracy_gap {table.best_accuracy_gap:g}",
+        f"dataset {table.dataset_identity or '-'}",
         "",
     ]
     for route, candidates in table.routes.items():

@@ -163,6 +163,9 @@ class SummaryRow(Base):
 class RoutingTableRow(Base):
     """A published routing table; ``body`` is its ``as_dict()`` for an exact round-trip.
 
+    Bodies written before ``schema_version`` existed (schema 0) still load: the reader fills
+    the defaults and ignores fields it does not know, so the format evolves without a migration.
+
     ``run_id`` is not a foreign key: a table may be imported from a file whose run lives in
     another database.
     """

@@ -322,7 +322,12 @@ async def get_summaries(session: AsyncSession, *, run_id: str) -> list[RouteSumm
 
 
 async def save_table(session: AsyncSession, *, table: RoutingTable) -> bool:
-    """Store a table under its version; False (and no change) if that version exists."""
+    """Store a table under its version; False (and no change) if that version exists.
+
+    The version hashes the table's content, so a second run that ranks the same publishes the
+    same version: the stored table, with the provenance of the run that first published it, is
+    kept, and the later run's own row still records the version it produced.
+    """
     row = {
         "version": table.version,
         "generated_at": table.generated_at,
@@ -366,17 +371,17 @@ async def active_version(session: AsyncSession) -> str | None:
 
 async def active_table(session: AsyncSession) -> RoutingTable | None:
     query = (
-        select(RoutingTableRow.body)
+        select(RoutingTableRow.version, RoutingTableRow.body)
         .join(ActiveTableRow, ActiveTableRow.version == RoutingTableRow.version)
         .where(ActiveTableRow.id == _ACTIVE_ROW_ID)
     )
-    body = await session.scalar(query)
-    return None if body is None else RoutingTable.from_dict(body)
+    row = (await session.execute(query)).one_or_none()
+    return None if row is None else _table_from_body(row.version, row.body)
 
 
 async def get_table(session: AsyncSession, *, version: str) -> RoutingTable | None:
     row = await session.get(RoutingTableRow, version)
-    return None if row is None else RoutingTable.from_dict(row.body)
+    return None if row is None else _table_from_body(row.version, row.body)
 
 
 async def list_tables(session: AsyncSession) -> list[TableInfo]:
@@ -631,6 +636,17 @@ def _summary_order(summary: RouteSummary) -> tuple[str, bool, str, int, str]:
     route_rank = _ROUTE_ORDER.get(summary.route, len(_ROUTE_ORDER))
     variant = summary.variant
     return (summary.model_id, variant is not None, variant or "", route_rank, summary.route)
+
+
+def _table_from_body(version: str, body: Any) -> RoutingTable:
+    """Read a stored body of any schema version; a body no reader can use is a StoreError."""
+    try:
+        return RoutingTable.from_dict(body)
+    except ValueError as exc:
+        raise StoreError(
+            f"stored routing table {version!r} cannot be read ({exc}); "
+            "`autoray table activate` another version from `autoray table list`"
+        ) from None
 
 
 def _candidate_rows(table: RoutingTable) -> list[dict[str, Any]]:
