@@ -26,6 +26,7 @@ DOMAIN_MODULES = (
     "results",
     "errors",
     "identity",
+    "decision",
 )
 ADAPTER_LIBRARIES = ("fastapi", "sqlalchemy", "docker", "httpx", "uvicorn")
 
