@@ -15,13 +15,15 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Connection
 
 from autoray.errors import StoreError
@@ -60,9 +62,9 @@ from autoray.store import (
     upsert_case_result,
     upsert_case_results,
 )
-from autoray.store.models import RoutingCandidateRow
+from autoray.store.models import RoutingCandidateRow, RoutingTableRow
 from autoray.summaries import RouteSummary
-from autoray.table import RoutingTable
+from autoray.table import RoutingTable, build_table
 from autoray.taxonomy import ROUTES
 
 EXPECTED_TABLES = {
@@ -609,6 +611,114 @@ async def test_activate_switches_and_rolls_back_to_an_older_version(store: Store
     assert [(t.version, t.active) for t in listed_old] == [("rt-new", False), ("rt-old", True)]
     assert listed_old[0].run_id == "run-1"
     assert listed_old[0].generated_at == "2025-02-01T00:00:00+00:00"
+
+
+def _built(run_id: str, dataset: str, p50: float) -> RoutingTable:
+    summaries = [
+        replace(_summary(model, route, run_id=run_id, acc=acc), p50_latency_ms=p50)
+        for route in ROUTES
+        for model, acc in ((PLAIN, 0.9), (FAST, 0.75), (OTHER, 0.4))
+    ]
+    return build_table(
+        summaries=summaries,
+        run_id=run_id,
+        models=[PLAIN, FAST, OTHER],
+        dataset_identity=dataset,
+        min_accuracy=0.7,
+        switch_cost_factor=3.0,
+        best_accuracy_gap=0.1,
+        generated_at=f"2025-03-01T00:00:00+00:00 {run_id}",
+    )
+
+
+async def test_a_second_run_with_equal_content_keeps_the_first_publishers_table(
+    store: Store,
+) -> None:
+    first, second = _built("run-a", "ds@1", 100.0), _built("run-b", "ds@2", 900.0)
+    assert first.version == second.version and first != second
+    async with store.session() as s:
+        assert await save_table(s, table=first) is True
+        await activate_table(s, version=first.version)
+    async with store.session() as s:
+        assert await save_table(s, table=second) is False
+        assert await activate_table(s, version=second.version) == first.version
+        loaded = await active_table(s)
+        listed = await list_tables(s)
+    assert loaded == first
+    assert loaded is not None and loaded.best_accuracy_gap == 0.1
+    assert (loaded.run_id, loaded.dataset_identity) == ("run-a", "ds@1")
+    assert loaded.models == (PLAIN, FAST, OTHER)
+    assert [(t.version, t.run_id) for t in listed] == [(first.version, "run-a")]
+
+
+def _schema_0_body(version: str) -> dict[str, Any]:
+    """A body as stored before the format had schema_version, best_accuracy_gap, provenance."""
+    candidate = {
+        "model_id": "m-plain",
+        "variant": None,
+        "accuracy": 0.9,
+        "avg_cost_usd": 0.008,
+        "cases": 10,
+        "meets_threshold": True,
+        "p50_latency_ms": 150.0,
+        "context_length": None,
+        "cost_per_accuracy": 0.008 / 0.9,
+    }
+    return {
+        "version": version,
+        "generated_at": "2024-12-01T00:00:00+00:00",
+        "min_accuracy": 0.7,
+        "switch_cost_factor": 3.0,
+        "run_id": "run-old",
+        "dataset_identity": "builtin:decider@old",
+        "routes": {route: [candidate] for route in ROUTES},
+    }
+
+
+async def _store_raw_table(store: Store, version: str, body: dict[str, Any]) -> None:
+    row = {
+        "version": version,
+        "generated_at": "2024-12-01T00:00:00+00:00",
+        "min_accuracy": 0.7,
+        "switch_cost_factor": 3.0,
+        "run_id": "run-old",
+        "dataset_identity": "builtin:decider@old",
+        "created_at": T0,
+        "body": body,
+    }
+    async with store.session() as s:
+        await s.execute(insert(RoutingTableRow), [row])
+        await activate_table(s, version=version)
+
+
+async def test_a_row_stored_before_schema_version_still_loads(store: Store) -> None:
+    await _store_raw_table(store, "rt-0000000000000000", _schema_0_body("rt-0000000000000000"))
+    async with store.session() as s:
+        active = await active_table(s)
+        by_version = await get_table(s, version="rt-0000000000000000")
+    assert active is not None and active == by_version
+    assert active.version == "rt-0000000000000000" and active.best_accuracy_gap == 0.05
+    assert (active.run_id, active.dataset_identity, active.models) == (
+        "run-old",
+        "builtin:decider@old",
+        (),
+    )
+    assert active.is_publishable and active.routes[ROUTE][0].key == PLAIN
+    assert active.as_dict()["schema_version"] == 1
+
+
+async def test_a_stored_body_no_reader_can_use_names_the_version_and_field(store: Store) -> None:
+    body = _schema_0_body("rt-broken")
+    del body["routes"][ROUTE][0]["accuracy"]
+    await _store_raw_table(store, "rt-broken", body)
+    for load in (active_table, lambda s: get_table(s, version="rt-broken")):
+        with pytest.raises(StoreError) as caught:
+            async with store.session() as s:
+                await load(s)
+        message = str(caught.value)
+        assert "stored routing table 'rt-broken' cannot be read" in message
+        assert f"routes[{ROUTE!r}][0].accuracy: required field is missing" in message
+        assert "autoray table activate" in message
 
 
 async def test_activating_an_unknown_version_says_how_to_list_them(store: Store) -> None:

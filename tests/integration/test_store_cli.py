@@ -1,15 +1,24 @@
-"""``autoray db upgrade`` / ``db current`` through typer's CliRunner, on real SQLite files."""
+"""``autoray db`` and ``autoray table show`` through typer's CliRunner, on real SQLite files."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from autoray.cli import db
+from autoray.cli import db, table
+from autoray.results import ModelKey
+from autoray.store import open_store, repo, upgrade_async
+from autoray.summaries import RouteSummary
+from autoray.table import RoutingTable, build_table, routing_table_schema
+from autoray.taxonomy import ROUTES
 
 
 @pytest.fixture
@@ -105,3 +114,90 @@ def test_current_reports_none_then_up_to_date(cli: typer.Typer, tmp_path: Path) 
     assert before.exit_code == 0 and "revision none" in before.stdout
     assert "autoray db upgrade" in before.stdout
     assert after.exit_code == 0 and "revision 0001 (up to date)" in after.stdout
+
+
+# --- autoray table show --json: the documented format ----------------------------------
+
+
+@pytest.fixture
+def table_cli() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+    table.register(app)
+    return app
+
+
+def _real_table(run_id: str) -> RoutingTable:
+    """A table built by the ranking from summaries, as a run's finalisation builds one."""
+    models = [ModelKey("sim/a", None), ModelKey("sim/b", "fast"), ModelKey("sim/c", None)]
+    skill = {models[0]: (0.92, 0.004), models[1]: (0.74, 0.0005), models[2]: (0.3, 0.0001)}
+    summaries = [
+        RouteSummary(run_id, m.model_id, m.variant, route, acc, cost, 120.0, 900.0, 10, 0, 0)
+        for route in ROUTES
+        for m, (acc, cost) in skill.items()
+    ]
+    return build_table(
+        summaries=summaries,
+        run_id=run_id,
+        models=models,
+        dataset_identity="builtin:decider@abc",
+        min_accuracy=0.7,
+        switch_cost_factor=3.0,
+        generated_at="2025-05-01T00:00:00+00:00",
+        context_lengths={models[0]: 128000},
+    )
+
+
+async def _publish(url: str, built: RoutingTable) -> None:
+    await upgrade_async(url)
+    store = open_store(url)
+    try:
+        async with store.session() as s:
+            await repo.save_table(s, table=built)
+            await repo.activate_table(s, version=built.version)
+    finally:
+        await store.close()
+
+
+def _show_json(app: typer.Typer, url: str) -> Any:
+    result = CliRunner().invoke(app, ["table", "show", "--json", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_table_show_json_of_a_published_table_validates_against_the_schema(
+    table_cli: typer.Typer, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'show.db'}"
+    built = _real_table("run-1")
+    asyncio.run(_publish(url, built))
+    shown = _show_json(table_cli, url)
+    jsonschema.validate(shown, routing_table_schema())
+    assert shown["schema_version"] == 1 and shown["version"] == built.version
+    assert shown["best_accuracy_gap"] == 0.05
+    assert shown["provenance"]["run_id"] == "run-1"
+    assert [c["model_id"] for c in shown["routes"][ROUTES[0]]] == ["sim/b", "sim/a", "sim/c"]
+    assert RoutingTable.from_dict(shown) == built
+
+
+def test_the_schema_file_ships_in_the_package_and_allows_newer_fields() -> None:
+    schema = routing_table_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["additionalProperties"] is True
+    assert schema["properties"]["provenance"]["additionalProperties"] is True
+    assert schema["$defs"]["candidate"]["additionalProperties"] is True
+    newer = _real_table("run-2").as_dict()
+    newer["served_by"] = "a newer writer"
+    newer["routes"][ROUTES[0]][0]["p99_latency_ms"] = 1500.0
+    jsonschema.validate(newer, schema)
+    assert RoutingTable.from_dict(newer) == _real_table("run-2")
+
+
+def test_table_show_prints_the_settings_and_provenance(
+    table_cli: typer.Typer, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'text.db'}"
+    asyncio.run(_publish(url, _real_table("run-9")))
+    result = CliRunner().invoke(table_cli, ["table", "show", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    assert "best_accuracy_gap 0.05" in result.stdout
+    assert "run run-9" in result.stdout and "dataset builtin:decider@abc" in result.stdout
