@@ -62,6 +62,7 @@ def test_defaults_follow_the_design() -> None:
     assert cfg.dataset == "builtin:decider"
     assert (cfg.repetitions, cfg.chunk_size, cfg.max_live_containers) == (1, 5, 100)
     assert (cfg.min_accuracy, cfg.switch_cost_factor, cfg.seed) == (0.7, 3.0, 0)
+    assert cfg.best_accuracy_gap == 0.05
     assert cfg.sandbox.backend == "process" and cfg.sandbox.image is None
     assert (cfg.sandbox.timeout_s, cfg.sandbox.memory_mb, cfg.sandbox.pids_limit) == (180, 512, 256)
     assert (cfg.runner.max_steps, cfg.runner.case_timeout_s, cfg.runner.step_timeout_s) == (
@@ -193,6 +194,8 @@ def test_errors_name_file_field_path_and_value() -> None:
         ("max_live_containers", 0, "max_live_containers: Input should be greater"),
         ("min_accuracy", 1.5, "min_accuracy: Input should be less than or equal to 1"),
         ("switch_cost_factor", 0.5, "switch_cost_factor: Input should be greater"),
+        ("best_accuracy_gap", 1.5, "best_accuracy_gap: Input should be less than or equal to 1"),
+        ("best_accuracy_gap", -0.1, "best_accuracy_gap: Input should be greater than or equal"),
         ("sandbox", {"backend": "vm"}, "sandbox.backend: Input should be 'process' or 'docker'"),
         ("sandbox", {"memory_mb": 32}, "sandbox.memory_mb: Input should be greater"),
         ("runner", {"max_steps": 101}, "runner.max_steps: Input should be less than or equal"),
