@@ -10,6 +10,10 @@ model's output.
 Test hooks (``test_hooks=True`` only; never enabled by ``autoray sim serve``):
 ``POST /_faults`` queues faults for a model (or all models), consumed one per chat request, so
 provider tests can exercise retries over real HTTP; ``DELETE /_faults`` clears them.
+
+Streaming: a request with ``stream: true`` gets the same answer as ``text/event-stream`` in
+OpenAI's chunk format (:func:`completion_chunks`). Faults apply before the stream starts, as a
+real provider's errors do, so a router can fail over before it has sent a byte.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +33,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from autoray import simulation
@@ -45,6 +49,15 @@ if TYPE_CHECKING:
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
 _ANY_MODEL = "*"
+_CHUNK_CHARS = 4
+"""Characters per streamed piece: one simulated token (see ``simulation.count_tokens``)."""
+_STREAM_FIELDS = frozenset({"stream", "stream_options"})
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
@@ -60,6 +73,12 @@ class ChatRequest(BaseModel):
     messages: list[dict[str, Any]] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
     metadata: dict[str, str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
 
 
 class Fault(BaseModel):
@@ -192,6 +211,8 @@ async def _complete(farm: _Farm, request: ChatRequest, test_hooks: bool) -> Resp
     body = _completion_body(request, turn)
     if fault is not None and fault.bad_tool_arguments:
         _break_tool_arguments(body)
+    if request.stream:
+        return _stream(completion_chunks(body, include_usage=request.include_usage))
     return JSONResponse(body)
 
 
@@ -211,7 +232,7 @@ def _completion_body(request: ChatRequest, turn: simulation.SimTurn) -> dict[str
         turn.content or json.dumps(message.get("tool_calls"), sort_keys=True)
     )
     return {
-        "id": "chatcmpl-sim-" + _digest(request.model_dump_json()),
+        "id": "chatcmpl-sim-" + _digest(request.model_dump_json(exclude=set(_STREAM_FIELDS))),
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.model,
@@ -229,6 +250,80 @@ def _completion_body(request: ChatRequest, turn: simulation.SimTurn) -> dict[str
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+def completion_chunks(body: dict[str, Any], *, include_usage: bool) -> Iterator[dict[str, Any]]:
+    """A completion body as OpenAI streams it: role, content pieces, tool calls in pieces, the
+    finish reason, then (when asked for) a usage chunk with no choices.
+
+    Every chunk keeps the completion's id and the simulated fingerprint, so a streamed answer is
+    labelled exactly like the non-streamed one and reassembles to the same message.
+    """
+    choice = body["choices"][0]
+    message = choice["message"]
+    yield _chunk(body, {"role": "assistant"}, include_usage)
+    for piece in _pieces(message.get("content") or ""):
+        yield _chunk(body, {"content": piece}, include_usage)
+    for index, call in enumerate(message.get("tool_calls") or ()):
+        for delta in _tool_call_deltas(index, call):
+            yield _chunk(body, {"tool_calls": [delta]}, include_usage)
+    yield _chunk(body, {}, include_usage, finish_reason=choice["finish_reason"])
+    if include_usage:
+        yield {**_chunk_header(body), "choices": [], "usage": body["usage"]}
+
+
+def _tool_call_deltas(index: int, call: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The call's id and name first with empty arguments, then the arguments in pieces."""
+    function = call["function"]
+    yield {
+        "index": index,
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": function["name"], "arguments": ""},
+    }
+    for piece in _pieces(function["arguments"]):
+        yield {"index": index, "function": {"arguments": piece}}
+
+
+def _chunk(
+    body: dict[str, Any],
+    delta: dict[str, Any],
+    include_usage: bool,
+    *,
+    finish_reason: str | None = None,
+) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    chunk = {**_chunk_header(body), "choices": [choice]}
+    if include_usage:
+        chunk["usage"] = None
+    return chunk
+
+
+def _chunk_header(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": body["id"],
+        "object": "chat.completion.chunk",
+        "created": body["created"],
+        "model": body["model"],
+        "system_fingerprint": body["system_fingerprint"],
+    }
+
+
+def _pieces(text: str) -> Iterator[str]:
+    for start in range(0, len(text), _CHUNK_CHARS):
+        yield text[start : start + _CHUNK_CHARS]
+
+
+def _stream(chunks: Iterator[dict[str, Any]]) -> StreamingResponse:
+    async def events() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            await asyncio.sleep(0)  # let each event go out on its own, as a real stream does
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def _break_tool_arguments(body: dict[str, Any]) -> None:

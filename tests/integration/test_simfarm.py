@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from autoray.cases import Dataset, GoldenCase
@@ -230,6 +231,121 @@ def test_port_in_use_is_a_config_error_naming_the_port() -> None:
             serve_farm(MODELS, DATASET, seed=0, port=port),
         ):
             pass
+
+
+TOOLS: list[Any] = [{"type": "function", "function": {"name": "bash"}}]
+MESSAGES: list[Any] = [
+    {"role": "system", "content": "s"},
+    {"role": "user", "content": CASE.prompt},
+]
+
+
+def _client(base: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=10)
+
+
+def _reassemble(chunks: list[Any]) -> dict[str, Any]:
+    """Join streamed deltas back into one message, as an OpenAI client application does."""
+    content, calls, finish = "", {}, None
+    for chunk in chunks:
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+            for delta in choice.delta.tool_calls or ():
+                call = calls.setdefault(delta.index, {"id": None, "name": "", "arguments": ""})
+                call["id"] = delta.id or call["id"]
+                call["name"] += (delta.function and delta.function.name) or ""
+                call["arguments"] += (delta.function and delta.function.arguments) or ""
+    return {"content": content, "tool_calls": [calls[i] for i in sorted(calls)], "finish": finish}
+
+
+class TestStreaming:
+    def test_chunks_reassemble_the_non_streamed_answer(self, base: str) -> None:
+        client = _client(base)
+        whole = client.chat.completions.create(model="sim-a", messages=MESSAGES)
+        with client.chat.completions.create(
+            model="sim-a", messages=MESSAGES, stream=True
+        ) as stream:
+            chunks = list(stream)
+        assert len(chunks) > 3, "content should arrive in several chunks"
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert {chunk.id for chunk in chunks} == {whole.id}
+        assert {chunk.object for chunk in chunks} == {"chat.completion.chunk"}
+        assert {chunk.system_fingerprint for chunk in chunks} == {SIMULATED_FINGERPRINT}
+        assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1
+        assert _reassemble(chunks) == {
+            "content": whole.choices[0].message.content,
+            "tool_calls": [],
+            "finish": "stop",
+        }
+        assert all(chunk.usage is None for chunk in chunks)
+
+    def test_tool_call_streams_id_name_then_arguments_in_pieces(self, base: str) -> None:
+        client = _client(base)
+        whole = client.chat.completions.create(model="sim-a", messages=MESSAGES, tools=TOOLS)
+        expected = whole.choices[0].message.tool_calls[0]
+        stream = client.chat.completions.create(
+            model="sim-a", messages=MESSAGES, tools=TOOLS, stream=True
+        )
+        chunks = list(stream)
+        argument_pieces = [
+            c
+            for c in chunks
+            if c.choices
+            and c.choices[0].delta.tool_calls
+            and c.choices[0].delta.tool_calls[0].id is None
+        ]
+        assert len(argument_pieces) > 1
+        assert _reassemble(chunks) == {
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": expected.id,
+                    "name": expected.function.name,
+                    "arguments": expected.function.arguments,
+                }
+            ],
+            "finish": "tool_calls",
+        }
+
+    def test_usage_chunk_comes_last_when_asked_for(self, base: str) -> None:
+        client = _client(base)
+        whole = client.chat.completions.create(model="sim-a", messages=MESSAGES)
+        chunks = list(
+            client.chat.completions.create(
+                model="sim-a",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        last = chunks[-1]
+        assert last.choices == [] and last.usage == whole.usage
+        assert all(chunk.usage is None for chunk in chunks[:-1])
+        assert _reassemble(chunks)["content"] == whole.choices[0].message.content
+
+    def test_wire_format_is_server_sent_events_ending_in_done(self, base: str) -> None:
+        with httpx.stream(
+            "POST",
+            f"{base}/v1/chat/completions",
+            json={"model": "sim-a", "messages": MESSAGES, "stream": True},
+            timeout=10,
+        ) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = [line for line in response.iter_lines() if line]
+        assert all(line.startswith("data: ") for line in events)
+        assert events[-1] == "data: [DONE]"
+
+    def test_a_queued_fault_answers_before_the_stream_starts(self, base: str) -> None:
+        httpx.post(
+            f"{base}/_faults", json={"model": "sim-a", "faults": [{"status": 503}]}
+        ).raise_for_status()
+        client = _client(base)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="sim-a", messages=MESSAGES, stream=True)
+        assert caught.value.status_code == 503
+        chunks = list(client.chat.completions.create(model="sim-a", messages=MESSAGES, stream=True))
+        assert _reassemble(chunks)["content"] == "ValueError"
 
 
 class TestFarmUrlFor:
