@@ -23,7 +23,7 @@ from autoray.providers.base import ChatResponse, ToolCall, wire_model_name
 from autoray.settings import read_secret
 
 if TYPE_CHECKING:
-    from autoray.config import ModelEntry
+    from autoray.config import ModelEntry, PriceConfig
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _parse_completion(data: Any, model: str, entry: ModelEntry) -> ChatResponse:
         tool_calls=tuple(_parse_tool_call(raw) for raw in message.get("tool_calls") or ()),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=_cost_usd(usage, entry, input_tokens, output_tokens),
+        cost_usd=usage_cost_usd(usage, entry.price, input_tokens, output_tokens),
         model=str(data.get("model") or model),
         system_fingerprint=data.get("system_fingerprint"),
         finish_reason=choice.get("finish_reason"),
@@ -201,16 +201,19 @@ def _parse_tool_call(raw: Mapping[str, Any]) -> ToolCall:
     return ToolCall(id=str(raw["id"]), name=str(function["name"]), arguments=arguments)
 
 
-def _cost_usd(
-    usage: Mapping[str, Any], entry: ModelEntry, input_tokens: int, output_tokens: int
+def usage_cost_usd(
+    usage: Mapping[str, Any], price: PriceConfig | None, input_tokens: int, output_tokens: int
 ) -> float | None:
-    """A provider-reported cost wins; else the configured prices, when usage was reported."""
+    """A provider-reported cost wins; else the configured prices, when usage was reported.
+
+    Public because the Serve app prices the traffic it forwards the same way a benchmark does.
+    """
     reported = usage.get("cost")
     if isinstance(reported, int | float) and not isinstance(reported, bool):
         return float(reported)
-    if not usage or entry.price is None:
+    if not usage or price is None:
         return None
-    return entry.price.cost_usd(input_tokens, output_tokens)
+    return price.cost_usd(input_tokens, output_tokens)
 
 
 def _retry_after_s(headers: httpx.Headers) -> float | None:
