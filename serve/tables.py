@@ -132,18 +132,26 @@ class TableWatcher:
 
     async def _load_if_changed(self) -> LoadedTable | None:
         store = self._open()
-        async with store.session() as session:
-            version = await repo.active_version(session)
-            if version is None or (self.current and self.current.version == version):
-                return None
-            table = await repo.active_table(session)
-            if table is None:
-                return None
-            entries = await run_entries(session, _run_ids(table))
-        return LoadedTable(table, entries, datetime.now(UTC))
+        try:
+            async with store.session() as session:
+                version = await repo.active_version(session)
+                if version is None or (self.current and self.current.version == version):
+                    return None
+                table = await repo.active_table(session)
+                if table is None:
+                    return None
+                entries = await run_entries(session, _run_ids(table))
+            return LoadedTable(table, entries, datetime.now(UTC))
+        finally:
+            if store.engine.url.get_backend_name() == "sqlite":
+                # A pooled SQLite connection keeps reading a file that was deleted or replaced
+                # (it holds the old inode), so it would never see a database restored or made
+                # anew at that path; a fresh connection per check costs about a millisecond.
+                await store.engine.dispose()
 
     async def _record_error(self, err: Exception) -> None:
-        message = scrub(f"{type(err).__name__}: {err}", self._url)[:_ERROR_MAX_CHARS]
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        message = scrub(f"{type(err).__name__}: {first_line}", self._url)[:_ERROR_MAX_CHARS]
         self.last_check_error = message
         self._on_outcome("error")
         logger.warning(
@@ -170,15 +178,24 @@ class TableWatcher:
             await self.check()
 
     async def _listen_forever(self) -> None:
-        """Long-poll the events actor; every new generation triggers a check."""
+        """Long-poll the events actor; every new generation triggers a check.
+
+        The first wait (``after=-1``) returns the current generation at once. After a failure
+        (the actor restarting, its count back at 0) the generation is read afresh, and a check
+        is made in case a notice was missed.
+        """
         assert self._wait_for_event is not None
         generation: int | None = None
         while True:
             try:
-                latest = await self._wait_for_event(generation or 0, LONG_POLL_S)
+                latest = await self._wait_for_event(
+                    -1 if generation is None else generation, LONG_POLL_S
+                )
             except Exception as err:  # the actor restarting: the periodic check covers the gap
                 logger.info("table events unavailable (%s); retrying", err)
+                generation = None
                 await asyncio.sleep(_RETRY_LISTEN_S)
+                await self.check()
                 continue
             if generation is not None and latest != generation:
                 await self.check()
