@@ -34,7 +34,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from autoray import simulation
 from autoray.errors import ConfigError, InfrastructureError
@@ -55,9 +55,11 @@ _STREAM_FIELDS = frozenset({"stream", "stream_options"})
 
 
 class StreamOptions(BaseModel):
+    """Strict booleans, as OpenAI's API has them: ``"yes"`` is a 400, not a stream."""
+
     model_config = ConfigDict(extra="ignore")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatRequest(BaseModel):
@@ -73,7 +75,7 @@ class ChatRequest(BaseModel):
     messages: list[dict[str, Any]] = Field(min_length=1)
     tools: list[dict[str, Any]] | None = None
     metadata: dict[str, str] | None = None
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
 
     @property

@@ -336,6 +336,19 @@ class TestStreaming:
         assert all(line.startswith("data: ") for line in events)
         assert events[-1] == "data: [DONE]"
 
+    @pytest.mark.parametrize(
+        ("extra", "field"),
+        [
+            ({"stream": "yes"}, "stream"),
+            ({"stream_options": {"include_usage": 1}}, "include_usage"),
+        ],
+    )
+    def test_stream_flags_must_be_booleans(
+        self, base: str, extra: dict[str, Any], field: str
+    ) -> None:
+        response = _chat(base, **extra)
+        assert response.status_code == 400 and field in response.json()["error"]["message"]
+
     def test_a_queued_fault_answers_before_the_stream_starts(self, base: str) -> None:
         httpx.post(
             f"{base}/_faults", json={"model": "sim-a", "faults": [{"status": 503}]}
