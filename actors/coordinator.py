@@ -28,6 +28,7 @@ from actors.lane import LaneReport, SandboxFactory, ShardLane
 from actors.metrics import EngineMetrics
 from actors.placement import PlacementError
 from actors.runstate import LaneTrack, RunState, new_run_id, now, outcome_label
+from actors.table_events import notify_table_activated
 from autoray.cases import Dataset, load_dataset
 from autoray.config import BenchConfig, config_snapshot, parse_config
 from autoray.errors import AutorayError, InfrastructureError, SandboxUnavailableError
@@ -469,6 +470,8 @@ class Coordinator:
                     f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
                     "the previous table stays active"
                 )
+        if table.is_publishable:  # after the commit, so a woken replica reads the new version
+            notify_table_activated(table.version)
         dead = [lane.spec.identity for lane in run.lanes.values() if lane.state is LaneState.DEAD]
         if dead and reason is None:
             reason = f"{len(dead)} lane(s) dead; finalized with the lanes that finished"
