@@ -100,9 +100,35 @@ def list_tables(database_url: DatabaseUrlOption = None, as_json: JsonOption = Fa
 def activate(
     version: Annotated[str, typer.Argument(help="The version to make active (rollback).")],
     database_url: DatabaseUrlOption = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="Ray cluster whose Serve replicas to tell at once."),
+    ] = None,
 ) -> None:
-    """Make VERSION the active routing table."""
+    """Make VERSION the active routing table; Serve replicas load it within seconds."""
     from autoray.store import repo
 
     previous = in_store(_url(database_url), lambda s: repo.activate_table(s, version=version))
     typer.echo(f"active routing table: {version} (was {previous or 'none'})")
+    _notify_serve(version, address)
+
+
+def _notify_serve(version: str, address: str | None) -> None:
+    """Wake running Serve replicas now; without a cluster address their periodic check (2 s by
+    default) finds the new version anyway."""
+    from autoray.settings import Settings
+
+    settings = Settings.from_env()
+    if not (address or settings.ray_address):
+        typer.echo("Serve replicas load it at their next version check (--address tells them now)")
+        return
+    from actors.driver import DriverOptions, connect
+    from actors.table_events import notify_table_activated
+
+    try:
+        connect(DriverOptions(address=address), settings)
+    except ConnectionError:
+        typer.echo("no Ray cluster at that address; Serve replicas load it at their next check")
+        return
+    told = notify_table_activated(version, wait_s=5.0)
+    typer.echo("Serve replicas notified" if told else "no Serve replicas run on that cluster")
