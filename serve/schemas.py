@@ -37,6 +37,7 @@ MAX_SESSION_ID_CHARS = 200
 MAX_DENIED_MODELS = 100
 MAX_MODEL_NAME_CHARS = 300
 _REPR_MAX = 60
+_REF_TEMPLATE = "#/components/schemas/{model}"
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 M = TypeVar("M", bound=BaseModel)
@@ -107,17 +108,15 @@ class DecisionConstraints(BaseModel):
         return Constraints(min_context_tokens=self.min_context_tokens)
 
 
-class DecideRequest(BaseModel):
-    """``POST /v1/decide``: the chat (``messages``) or one ``prompt``, never both."""
+class DecisionOptions(BaseModel):
+    """How to decide: the session, denied models, mode and constraints (all optional).
+
+    ``/v1/decide`` takes them at the top level of its body; ``autoray/auto`` chats take the
+    same fields in the chat body (they are not sent upstream).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    messages: list[ChatMessage] | None = Field(
-        default=None, min_length=1, description="The chat so far; the last user message decides."
-    )
-    prompt: StrictStr | None = Field(
-        default=None, min_length=1, description="A single user prompt instead of messages."
-    )
     session_id: StrictStr | None = Field(
         default=None,
         min_length=1,
@@ -143,6 +142,17 @@ class DecideRequest(BaseModel):
                     "denied_model", "{why}", {"why": str(err), "at": f"denied_models[{index}]"}
                 ) from None
         return value
+
+
+class DecideRequest(DecisionOptions):
+    """``POST /v1/decide``: the chat (``messages``) or one ``prompt``, never both."""
+
+    messages: list[ChatMessage] | None = Field(
+        default=None, min_length=1, description="The chat so far; the last user message decides."
+    )
+    prompt: StrictStr | None = Field(
+        default=None, min_length=1, description="A single user prompt instead of messages."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DecideRequest:
@@ -267,6 +277,22 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (422, "A field is missing, unknown or of the wrong type (param names it)"),
     )
 }
+
+
+def openapi_request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON body that the handler reads itself."""
+    schema = model.model_json_schema(ref_template=_REF_TEMPLATE)
+    schema.pop("$defs", None)
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def openapi_components(*models: type[BaseModel]) -> dict[str, Any]:
+    """The component schemas those bodies refer to."""
+    found: dict[str, Any] = {}
+    for model in models:
+        found.update(model.model_json_schema(ref_template=_REF_TEMPLATE).get("$defs", {}))
+    return found
 
 
 # --- reading a body ---------------------------------------------------------------------
