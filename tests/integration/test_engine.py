@@ -204,10 +204,12 @@ def test_faulted_run_publishes_the_same_table_as_a_clean_run(
     # If that lane already finished, the start failures alone exercise the retry path.
     with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(lane["actor_name"], namespace=engine.namespace), no_restart=True)
-    assert engine.wait(faulted).status == "completed"
+    finished = engine.wait(faulted)
+    assert finished.status == "completed"
     faulted_table = engine.table()
     assert clean_table is not None and faulted_table is not None
-    assert faulted_table.run_id == faulted
+    # The version hashes the content: the faulted run published the clean run's version again.
+    assert finished.table_version == clean_table.version == faulted_table.version
     assert routes_equal(clean_table, faulted_table)
 
 
