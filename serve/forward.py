@@ -125,9 +125,9 @@ async def complete(
     http: httpx.AsyncClient, upstream: Upstream, payload: dict[str, Any]
 ) -> Completion | Failure:
     """POST a non-streaming request; the whole body is read before anything is decided."""
-    key = read_secret(upstream.api_key_env) if upstream.api_key_env else None
-    if upstream.api_key_env and key is None:
-        return _missing_key(upstream)
+    key = _api_key(upstream)
+    if isinstance(key, Failure):
+        return key
     try:
         response = await http.post(
             upstream.chat_url, json=payload, headers=_headers(key), timeout=upstream.timeout_s
@@ -141,9 +141,9 @@ async def open_stream(
     http: httpx.AsyncClient, upstream: Upstream, payload: dict[str, Any]
 ) -> OpenStream | Completion | Failure:
     """Send a streaming request and wait for its first bytes; fail over until they arrive."""
-    key = read_secret(upstream.api_key_env) if upstream.api_key_env else None
-    if upstream.api_key_env and key is None:
-        return _missing_key(upstream)
+    key = _api_key(upstream)
+    if isinstance(key, Failure):
+        return key
     request = http.build_request(
         "POST", upstream.chat_url, json=payload, headers=_headers(key), timeout=upstream.timeout_s
     )
@@ -243,7 +243,14 @@ def _headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def _missing_key(upstream: Upstream) -> Failure:
+def _api_key(upstream: Upstream) -> str | Failure | None:
+    """The key, read now (a rotated key is used at once); None for a keyless (simulated) entry,
+    a failure when the variable the entry names is not set."""
+    if upstream.api_key_env is None:
+        return None
+    key = read_secret(upstream.api_key_env)
+    if key is not None:
+        return key
     return Failure(
         f"model {upstream.label!r}: the API key variable {upstream.api_key_env!r} is not set "
         f"where autoray serves; export {upstream.api_key_env}=<key> for the Serve replicas"
