@@ -40,7 +40,8 @@ def run_foreground(
     """
     settings = Settings.from_env()
     connect(DriverOptions(address=options.address), settings)
-    local = not (options.address or settings.ray_address)
+    address = options.address or settings.ray_address
+    local = address in (None, "local")  # a Ray this process starts, not a cluster it joins
     stop = _stop_on_signals()
     try:
         serve.start(http_options={"host": options.host, "port": options.port})
