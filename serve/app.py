@@ -258,32 +258,24 @@ class AutorayIngress:
     """One replica: its table watcher, classifier, caches and HTTP client."""
 
     async def __init__(self, args: AppArgs) -> None:  # type: ignore[misc]
+        """Load the active table before taking traffic (Serve waits for an async init)."""
         settings = Settings.from_env()
+        context = serve.get_replica_context()
         self._args = args
+        self._replica = context.replica_id.unique_id
         self._keys = ClientKeys.from_env(args.api_keys_env)
         self._metrics = ServeMetrics()
         self._sim_url = args.sim_url or settings.sim_url
         self._farm = _SimulatedFarm()
-        context = serve.get_replica_context()
-        app_name = context.app_name
-        self._replica = context.replica_id.unique_id
         self._sessions = SessionClient.connect(
-            app_name, max_sessions=args.max_sessions, ttl_s=args.session_ttl_s
+            context.app_name, max_sessions=args.max_sessions, ttl_s=args.session_ttl_s
         )
-        self._decisions = DecisionService(
-            classifier=_build_classifier(args, self._sim_url),
-            cache=TTLCache(args.classification_cache_size, args.classification_cache_ttl_s),
-            sessions=self._sessions,
-            table=lambda: self._watcher.table,
-            recorder=self._metrics,
-            label=model_label,
-            blocking_classifier=args.classifier == "llm",
-        )
+        self._decisions = self._decision_service()
         self._chat = ChatDeps(
-            http=httpx.AsyncClient(limits=_HTTP_LIMITS, timeout=None),
+            http=httpx.AsyncClient(limits=_HTTP_LIMITS, timeout=None),  # per upstream, per call
             upstreams=UpstreamResolver(args.models, sim_url=self._sim_url),
             fallback_model=args.fallback_model,
-            on_usage=lambda _usage: None,
+            on_usage=lambda _usage: None,  # replaced per request, to count the client's key
         )
         self._watcher = TableWatcher(
             resolve_database_url(args.database_url, settings),
@@ -293,11 +285,25 @@ class AutorayIngress:
             on_outcome=self._metrics.record_reload,
         )
         await self._watcher.start()
+        table = self._watcher.table
         logger.info(
-            "autoray replica of %r ready: table %s, client keys %s",
-            app_name,
-            self._watcher.table.version if self._watcher.table else "none",
+            "autoray replica %s of %r ready: table %s, client keys %s",
+            self._replica,
+            context.app_name,
+            table.version if table else "none",
             "required" if self._keys.required else "not required",
+        )
+
+    def _decision_service(self) -> DecisionService:
+        args = self._args
+        return DecisionService(
+            classifier=_build_classifier(args, self._sim_url),
+            cache=TTLCache(args.classification_cache_size, args.classification_cache_ttl_s),
+            sessions=self._sessions,
+            table=lambda: self._watcher.table,
+            recorder=self._metrics,
+            label=model_label,
+            blocking_classifier=args.classifier == "llm",
         )
 
     async def __del__(self) -> None:
