@@ -1,0 +1,264 @@
+"""The embedded route classifier: TF-IDF blocks and a linear model, trained at first use.
+
+No network, no GPU, no model download: it is trained on the training split of the shipped
+labelled request set the first time a process asks for it (a few seconds) and kept for the life
+of the process. Training is deterministic (lbfgs, no random state, sorted vocabularies), so
+equal data and an equal :class:`ModelSpec` give equal weights, equal answers and an equal name;
+the name ends with a hash of both, so a response says exactly which model answered.
+
+Serving does not go through scikit-learn: the fitted weights are kept as a dense
+``(features, routes)`` matrix and a request costs one feature extraction
+(:mod:`autoray.classify.features`), a row gather, a dot product and a softmax, which is what
+``LogisticRegression.predict_proba`` computes, minus its per-call overhead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from autoray.classify.base import (
+    TOP_ROUTES,
+    Classification,
+    RouteScore,
+    bounded_prefix,
+)
+from autoray.classify.features import (
+    BlockKind,
+    FeatureSpec,
+    FittedBlock,
+    featurize,
+    fit_block,
+    width,
+)
+from autoray.errors import DatasetError
+from autoray.labelled import LabelledRequest
+
+CLASSIFIER_VERSION = "1"
+"""Bump when training or serving changes what a spec and data produce (it is in the name)."""
+
+Combine = Literal["joint", "average"]
+_MAX_ITER = 5000
+_TOL = 1e-6
+_EIGEN_FLOOR = 1e-10
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Features and hyper-parameters of one embedded model.
+
+    ``combine="joint"`` fits one logistic regression on all blocks side by side; ``"average"``
+    fits one per block and averages their probabilities (an ensemble of a word model and a
+    character model). ``c`` is the inverse regularisation strength.
+    """
+
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    c: float = 1.0
+    combine: Combine = "joint"
+
+    def label(self) -> str:
+        return f"{self.features.label()} C={self.c:g} {self.combine}"
+
+
+@dataclass(frozen=True, slots=True)
+class LinearMember:
+    """One fitted logistic regression: its feature blocks, weights and intercepts."""
+
+    blocks: tuple[FittedBlock, ...]
+    coef: NDArray[np.float64]
+    intercept: NDArray[np.float64]
+
+    def probabilities(self, text: str) -> NDArray[np.float64]:
+        columns, values = featurize(self.blocks, text)
+        scores = values @ self.coef[columns] + self.intercept
+        return _softmax(scores)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedModel:
+    """Routes in the order of the probability vector, and the members averaged to get it."""
+
+    routes: tuple[str, ...]
+    members: tuple[LinearMember, ...]
+
+    def probabilities(self, text: str) -> NDArray[np.float64]:
+        total = self.members[0].probabilities(text)
+        for member in self.members[1:]:
+            total = total + member.probabilities(text)
+        return total / len(self.members)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return [self.routes[int(np.argmax(self.probabilities(text)))] for text in texts]
+
+
+def _softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    shifted = np.exp(scores - scores.max())
+    return shifted / shifted.sum()
+
+
+def fit_model(spec: ModelSpec, texts: Sequence[str], labels: Sequence[str]) -> EmbeddedModel:
+    """Fit ``spec`` on ``texts`` labelled with routes; deterministic for equal inputs."""
+    groups = block_groups(spec)
+    routes = tuple(sorted(set(labels)))
+    if len(routes) < 2:
+        raise DatasetError(f"training labels name {len(routes)} route(s); a classifier needs two")
+    members = tuple(_fit_member(spec, group, texts, labels) for group in groups)
+    return EmbeddedModel(routes, members)
+
+
+def block_groups(spec: ModelSpec) -> tuple[tuple[BlockKind, ...], ...]:
+    """The blocks of each member: all in one (``joint``) or one member per block."""
+    kinds = spec.features.blocks()
+    if not kinds:
+        raise DatasetError(f"model spec {spec.label()!r} reads no features; enable a block")
+    return (kinds,) if spec.combine == "joint" else tuple((kind,) for kind in kinds)
+
+
+def _fit_member(
+    spec: ModelSpec,
+    kinds: Sequence[BlockKind],
+    texts: Sequence[str],
+    labels: Sequence[str],
+) -> LinearMember:
+    blocks = tuple(fit_block(kind, spec.features, texts) for kind in kinds)
+    coef, intercept = fit_logistic(RowSpace.of(design_matrix(blocks, texts)), labels, spec.c)
+    return LinearMember(blocks, coef, intercept)
+
+
+@dataclass(frozen=True, slots=True)
+class RowSpace:
+    """Training rows re-expressed in the span of themselves, for a fast and exact L2 fit.
+
+    With a few hundred requests and ~100,000 n-gram columns, lbfgs over the ``d x routes``
+    weights took 5-15 s a fit. The L2 optimum lies in the span of the training rows
+    (representer theorem), so the same objective can be solved over ``r <= n`` coordinates:
+    with ``X Xᵀ = U Λ Uᵀ``, the rows of ``U Λ^½`` (:attr:`coordinates`) have the same Gram
+    matrix as ``X``; a model ``B`` fitted on them is the model ``W = Xᵀ U Λ^-½ B`` on ``X``.
+    Predictions agree with the direct fit; it takes a fraction of a second.
+    """
+
+    rows: Any
+    coordinates: NDArray[np.float64]
+    inverse: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, rows: Any) -> RowSpace:
+        gram = (rows @ rows.T).toarray()
+        eigenvalues, eigenvectors = np.linalg.eigh(gram)
+        keep = eigenvalues > _EIGEN_FLOOR * max(float(eigenvalues.max()), 1.0)
+        roots = np.sqrt(eigenvalues[keep])
+        basis = eigenvectors[:, keep]
+        return cls(rows, basis * roots, basis / roots)
+
+    def project(self, other: Any) -> NDArray[np.float64]:
+        """Coordinates of other rows (held-out requests) in this space."""
+        return np.asarray((other @ self.rows.T).toarray() @ self.inverse)
+
+    def weights(self, coordinate_coef: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(d, k)`` weights on the original columns from ``(k, r)`` coordinate weights."""
+        return np.asarray(self.rows.T @ (self.inverse @ coordinate_coef.T), dtype=np.float64)
+
+
+def fit_logistic(
+    space: RowSpace, labels: Sequence[str], c: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Multinomial L2 logistic regression (scikit-learn's, lbfgs) on ``space``'s rows.
+
+    Returns ``(coef, intercept)`` over the original columns, one column per class in sorted
+    label order, two columns for two classes (softmax of ``±z/2`` is scikit-learn's sigmoid).
+    """
+    model = logistic_on(space.coordinates, labels, c)
+    coef = space.weights(model.coef_)
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    if coef.shape[1] == 1:
+        coef, intercept = np.hstack([-coef / 2, coef / 2]), np.array([-1, 1]) * intercept / 2
+    return np.ascontiguousarray(coef), intercept
+
+
+def logistic_on(coordinates: NDArray[np.float64], labels: Sequence[str], c: float) -> Any:
+    """scikit-learn's ``LogisticRegression(C=c)`` fitted to dense coordinates."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=_MAX_ITER, tol=_TOL)
+    return model.fit(coordinates, list(labels))
+
+
+def design_matrix(blocks: Sequence[FittedBlock], texts: Sequence[str]) -> Any:
+    """The training rows as a CSR matrix, built by the same code that serves requests."""
+    from scipy.sparse import csr_matrix
+
+    rows = [featurize(blocks, text) for text in texts]
+    indptr = np.cumsum([0] + [len(columns) for columns, _ in rows])
+    indices = np.concatenate([columns for columns, _ in rows])
+    data = np.concatenate([values for _, values in rows])
+    return csr_matrix((data, indices, indptr), shape=(len(texts), width(blocks)))
+
+
+def training_texts(requests: Sequence[LabelledRequest]) -> list[str]:
+    """What a classifier reads of each request: its bounded prefix, as when serving."""
+    return [bounded_prefix(request.text)[0] for request in requests]
+
+
+def training_hash(requests: Sequence[LabelledRequest], description: str) -> str:
+    """Eight hex digits of a hash of the training data, the model and the classifier version."""
+    payload = json.dumps(
+        {
+            "version": CLASSIFIER_VERSION,
+            "model": description,
+            "data": sorted((r.id, r.route, r.text) for r in requests),
+        },
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+class EmbeddedClassifier:
+    """The default classifier: fitted weights, served with numpy on one core."""
+
+    def __init__(self, model: EmbeddedModel, name: str) -> None:
+        self.model = model
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"EmbeddedClassifier(name={self.name!r}, routes={len(self.model.routes)})"
+
+    def classify(self, text: str) -> Classification:
+        prefix, truncated = bounded_prefix(text)
+        probabilities = self.model.probabilities(prefix)
+        order = np.argsort(-probabilities, kind="stable")[:TOP_ROUTES]
+        top = tuple(
+            RouteScore(self.model.routes[i], round(float(probabilities[i]), 6)) for i in order
+        )
+        return Classification(
+            route=top[0].route,
+            confidence=top[0].probability,
+            top=top,
+            classifier=self.name,
+            chars_read=len(prefix),
+            truncated=truncated,
+        )
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        """The route of each text (read through its bounded prefix), for evaluation."""
+        return self.model.predict([bounded_prefix(text)[0] for text in texts])
+
+
+def train_embedded(
+    requests: Sequence[LabelledRequest], spec: ModelSpec | None = None
+) -> EmbeddedClassifier:
+    """Train on ``requests`` (callers pass the training split) with ``spec`` or the default."""
+    from autoray.classify.selection import DEFAULT_SPEC
+
+    chosen = spec or DEFAULT_SPEC
+    if not requests:
+        raise DatasetError("no training requests; the training split of the set is empty")
+    texts = training_texts(requests)
+    model = fit_model(chosen, texts, [r.route for r in requests])
+    kind = "tfidf-lr" if chosen.combine == "joint" else "tfidf-lr-avg"
+    return EmbeddedClassifier(model, f"embedded:{kind}:{training_hash(requests, chosen.label())}")
