@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autoray.config import ModelEntry
 
@@ -104,3 +104,12 @@ class AppArgs(BaseModel):
                 f"sim_url {value!r} is not an http(s) URL; write it like 'http://127.0.0.1:8100/v1'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _llm_needs_a_model(self) -> AppArgs:
+        if self.classifier == "llm" and self.llm_classifier_model is None:
+            raise ValueError(
+                "classifier 'llm' needs llm_classifier_model: the model entry to ask (with its "
+                "provider, base_url and api_key_env); or use classifier 'embedded'"
+            )
+        return self
