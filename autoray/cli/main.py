@@ -22,9 +22,9 @@ def _register() -> None:
     The command modules are imported here, not at the top, so that importing this module builds
     nothing and stays cheap.
     """
-    from autoray.cli import bench, cases, db, plan, run_case, serve, sim, table
+    from autoray.cli import bench, cases, classify, db, plan, run_case, serve, sim, table
 
-    for group in (plan, cases, run_case, bench, table, serve, sim, db):
+    for group in (plan, cases, run_case, bench, table, serve, classify, sim, db):
         group.register(app)
 
 
