@@ -176,7 +176,7 @@ class LLMClassifier:
             return future.result(timeout=self._timeout_s).content
         except FutureTimeout:
             future.cancel()
-            raise LLMFailure(f"llm timeout after {self._timeout_s:g}s") from None
+            raise LLMFailure(f"llm timeout after {self._timeout_s:.1f}s") from None
         except AutorayError as exc:
             raise LLMFailure(f"llm error: {_excerpt(str(exc))}") from None
         except Exception as exc:  # a provider bug must not take the decision down with it
