@@ -76,7 +76,7 @@ class LinearMember:
 
     def probabilities(self, text: str) -> NDArray[np.float64]:
         columns, values = featurize(self.blocks, text)
-        scores = values @ self.coef[columns] + self.intercept
+        scores = values @ np.take(self.coef, columns, axis=0) + self.intercept
         return _softmax(scores)
 
 
