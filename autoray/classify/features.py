@@ -32,9 +32,7 @@ _CODE_LINE = re.compile(r"^(\s{4,}|\t|\s*at |\s*File \"|\s*\d+:|\s*[{}\[\]<]|\s*
 """Lines of pasted material: indented code, stack frames, numbered source, brackets, shell."""
 
 _MULTIPLIER = np.uint64(1099511628211)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_SHIFTS = (np.uint64(30), np.uint64(27), np.uint64(31))
+_SEED = np.uint64(14695981039346656037)
 
 _TEST_COUNTS = re.compile(r"\d (?:passed|failed)\b")
 
@@ -136,30 +134,24 @@ def char_keys(text: str, shortest: int, longest: int) -> NDArray[np.uint64]:
     """64-bit hashes of the character n-grams of the lower-cased, space-normalised text.
 
     The text is padded with a space at each end so that word starts and ends are n-grams of
-    their own. Lone surrogates (possible in JSON input) are kept, never an error.
+    their own. An n-gram's hash is the polynomial ``seed·Pⁿ + Σ cᵢ·Pⁿ⁻¹⁻ⁱ`` modulo 2⁶⁴ of its
+    code points (FNV's offset and prime), built for all n-grams at once by a rolling update;
+    the seed term tells lengths apart. Hashes are only compared for equality, so they need no
+    mixing. Lone surrogates (possible in JSON input) are kept, never an error.
     """
     padded = " " + " ".join(text.lower().split()) + " "
     codes = np.frombuffer(padded.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     codes64 = codes.astype(np.uint64)
-    rolling = np.zeros(len(codes64), dtype=np.uint64)
+    rolling = np.full(len(codes64), _SEED, dtype=np.uint64)
     found: list[NDArray[np.uint64]] = []
-    with np.errstate(over="ignore"):
-        for n in range(1, longest + 1):
-            count = len(codes64) - n + 1
-            if count <= 0:
-                break
-            rolling = rolling[:count] * _MULTIPLIER + codes64[n - 1 : n - 1 + count]
-            if n >= shortest:
-                found.append(_mix(rolling ^ np.uint64(n << 56)))
+    for n in range(1, longest + 1):
+        count = len(codes64) - n + 1
+        if count <= 0:
+            break
+        rolling = rolling[:count] * _MULTIPLIER + codes64[n - 1 : n - 1 + count]
+        if n >= shortest:
+            found.append(rolling)
     return np.concatenate(found) if found else np.zeros(0, dtype=np.uint64)
-
-
-def _mix(values: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """splitmix64's finaliser: spreads similar n-grams over the whole 64-bit range."""
-    first, second, third = _SHIFTS
-    values = (values ^ (values >> first)) * _MIX1
-    values = (values ^ (values >> second)) * _MIX2
-    return values ^ (values >> third)
 
 
 def struct_keys(text: str) -> list[str]:

@@ -110,6 +110,16 @@ def test_char_keys_hash_each_ngram_of_the_padded_text_the_same_way_everywhere() 
     assert len(char_keys("x\ud800y", 2, 5)) > 0  # a lone surrogate is a character, not an error
 
 
+def test_char_hashes_do_not_collide_on_the_training_texts() -> None:
+    seen: dict[int, str] = {}
+    for text in training_texts(TRAIN[::3]):
+        padded = " " + " ".join(text.lower().split()) + " "
+        grams = [padded[i : i + n] for n in range(2, 6) for i in range(len(padded) - n + 1)]
+        for gram, key in zip(grams, char_keys(text, 2, 5).tolist(), strict=True):
+            assert seen.setdefault(key, gram) == gram, f"{gram!r} and {seen[key]!r} collide"
+    assert len(seen) > 10_000
+
+
 def test_char_keys_are_the_same_in_a_fresh_process() -> None:
     script = (
         "from autoray.classify.features import char_keys; "
