@@ -20,7 +20,19 @@ from autoray.taxonomy import ROUTES, TASK_TYPES, validate_route
 REQUESTS = load_requests()
 _WORD = re.compile(r"[a-z0-9_']+")
 
-# Routes a classifier could confuse; no single word may tell one from the other.
+PER_ROUTE = 63
+EVAL_PER_ROUTE = 21
+SHORT_CHARS, LONG_CHARS = 120, 400
+# A word or word bigram in at least CUE_SHARE of one route's requests and under RARE_SHARE of a
+# close neighbour's would tell the two apart by itself: a cue phrase, not an intent.
+CUE_SHARE, RARE_SHARE = 0.40, 0.10
+# Except where the word names the very thing the route is about: tests in the test routes.
+NAMED_SUBJECTS = {
+    "implementation/test_creation": {"test", "tests"},
+    "debugging/test_repair": {"test", "tests"},
+}
+
+# Routes a classifier could confuse; no cue phrase may tell one from the other.
 CLOSE_PAIRS = (
     ("debugging/bug_fixing", "debugging/root_cause_analysis"),
     ("debugging/bug_fixing", "debugging/test_repair"),
@@ -57,9 +69,14 @@ def _normalised(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _word_share(requests: list[LabelledRequest]) -> dict[str, float]:
-    counts = Counter(word for r in requests for word in set(_WORD.findall(r.text.lower())))
-    return {word: count / len(requests) for word, count in counts.items()}
+def _words_and_bigrams(text: str) -> set[str]:
+    words = _WORD.findall(text.lower())
+    return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
+
+
+def _phrase_share(requests: list[LabelledRequest]) -> dict[str, float]:
+    counts = Counter(key for r in requests for key in _words_and_bigrams(r.text))
+    return {key: count / len(requests) for key, count in counts.items()}
 
 
 def _line(request_id: str, route: str, text: str, which: str = "train") -> dict[str, Any]:
@@ -83,10 +100,11 @@ def test_every_task_type_has_its_file() -> None:
     assert names == {f"{task}.jsonl" for task in TASK_TYPES}
 
 
-def test_every_route_has_at_least_thirty_requests() -> None:
+def test_every_route_has_sixty_three_requests_twenty_one_for_eval() -> None:
     counts = Counter(request.route for request in REQUESTS)
-    assert set(counts) == set(ROUTES)
-    assert min(counts.values()) >= 30, counts
+    assert counts == {route: PER_ROUTE for route in ROUTES}
+    evals = Counter(request.route for request in split(REQUESTS, "eval"))
+    assert evals == {route: EVAL_PER_ROUTE for route in ROUTES}
 
 
 def test_every_route_is_valid_and_ids_follow_it() -> None:
@@ -125,20 +143,44 @@ def test_split_is_written_in_the_files_every_third_request_is_eval() -> None:
     assert load_requests() == REQUESTS
 
 
-def test_every_route_has_terse_and_long_requests() -> None:
-    for route, requests in _by_route(REQUESTS).items():
-        lengths = [len(request.text) for request in requests]
-        assert min(lengths) < 90 and max(lengths) > 400, route
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("which", SPLITS)
+def test_a_third_short_and_a_quarter_long_in_each_split(route: str, which: str) -> None:
+    """Length must not give the route away: every route has terse and long requests."""
+    lengths = [len(request.text) for request in split(_by_route(REQUESTS)[route], which)]
+    short = sum(length < SHORT_CHARS for length in lengths)
+    long = sum(length > LONG_CHARS for length in lengths)
+    assert short >= len(lengths) // 3, f"{short} of {len(lengths)} under {SHORT_CHARS} chars"
+    assert long >= len(lengths) // 4, f"{long} of {len(lengths)} over {LONG_CHARS} chars"
+
+
+def _cue(key: str, route: str, share: float, other: float) -> bool:
+    named = key in NAMED_SUBJECTS.get(route, set())
+    return share >= CUE_SHARE and other < RARE_SHARE and not named
 
 
 @pytest.mark.parametrize(("first", "second"), CLOSE_PAIRS)
-def test_close_routes_are_not_separable_by_one_word(first: str, second: str) -> None:
+def test_close_routes_have_no_cue_word_or_bigram(first: str, second: str) -> None:
     grouped = _by_route(REQUESTS)
-    share_a, share_b = _word_share(grouped[first]), _word_share(grouped[second])
-    for word in set(share_a) | set(share_b):
-        a, b = share_a.get(word, 0.0), share_b.get(word, 0.0)
-        assert not (a >= 0.9 and b < 0.1), f"{word!r}: {a:.0%} of {first}, {b:.0%} of {second}"
-        assert not (b >= 0.9 and a < 0.1), f"{word!r}: {b:.0%} of {second}, {a:.0%} of {first}"
+    share_a, share_b = _phrase_share(grouped[first]), _phrase_share(grouped[second])
+    for key in set(share_a) | set(share_b):
+        a, b = share_a.get(key, 0.0), share_b.get(key, 0.0)
+        assert not _cue(key, first, a, b), f"{key!r}: {a:.0%} of {first}, {b:.0%} of {second}"
+        assert not _cue(key, second, b, a), f"{key!r}: {b:.0%} of {second}, {a:.0%} of {first}"
+
+
+def test_the_cue_check_catches_a_cue_phrase() -> None:
+    """The check above is not vacuous: a phrase in half of one route and none of the other."""
+    grouped = _by_route(REQUESTS)
+    first, second = CLOSE_PAIRS[0]
+    marked = [
+        request.model_copy(update={"text": request.text + " zebra quill"})
+        for request in grouped[first][: PER_ROUTE // 2]
+    ]
+    share_a = _phrase_share(marked + grouped[first][PER_ROUTE // 2 :])
+    share_b = _phrase_share(grouped[second])
+    assert _cue("zebra quill", first, share_a["zebra quill"], share_b.get("zebra quill", 0.0))
+    assert not _cue("tests", "debugging/test_repair", 0.9, 0.0)
 
 
 def test_loads_from_another_directory_and_stays_pure(tmp_path: Path) -> None:
