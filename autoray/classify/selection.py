@@ -36,13 +36,17 @@ CHAR_NGRAMS: tuple[tuple[int, int] | None, ...] = (None, (2, 5), (3, 6))
 C_VALUES = (1.0, 3.0, 10.0, 30.0, 100.0)
 
 DEFAULT_SPEC = ModelSpec(
-    features=FeatureSpec(word_ngrams=2, char_ngrams=(2, 5), structural=True, sublinear_tf=True),
-    c=30.0,
+    features=FeatureSpec(
+        word_ngrams=2, char_ngrams=(2, 5), structural=True, sublinear_tf=True, prose_words=True
+    ),
+    c=10.0,
     combine="joint",
 )
-"""The embedded classifier's setting: best 5-fold CV accuracy on the training split
-(placeholder until the search over :func:`grid` is run on the final data)."""
-DEFAULT_CV = "5-fold CV on the training split: not yet run"
+"""The embedded classifier's setting: the best of the 400 candidates of :func:`grid` by 5-fold
+CV on the v2 training split (756 requests): mean accuracy 0.622 (sd 0.030 over folds), against
+0.532 for the untuned baseline on the same folds. The next three (same features, C = 3, 30,
+100) score 0.619-0.620: C matters little once tf is sublinear."""
+DEFAULT_CV = "5-fold CV on the training split: 0.622 (sd 0.030), best of 400; baseline 0.532"
 """The CV figure that chose :data:`DEFAULT_SPEC`, as reports print it."""
 
 
