@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/classifier_accuracy.py            # before/after, lengths
     .venv/bin/python benchmarks/classifier_accuracy.py --cv       # and the CV table on train
-    .venv/bin/python benchmarks/classifier_accuracy.py --cv-only  # the CV table alone
+    .venv/bin/python benchmarks/classifier_accuracy.py --cv-only  # the CV tables alone
+    .venv/bin/python benchmarks/classifier_accuracy.py --ablation-only  # one change at a time
 
 "Before" is the labelled set as of commit ``15d5b26`` (v1, read with ``git show``), "after"
 the set in the working tree (v2). On each, the baseline (word-and-character TF-IDF, logistic
@@ -20,8 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from autoray.classify.embedded import ModelSpec
 from autoray.classify.evaluation import length_stats
 from autoray.classify.report import (
     Comparison,
@@ -31,6 +34,7 @@ from autoray.classify.report import (
     render_pairs,
 )
 from autoray.classify.selection import (
+    C_VALUES,
     CV_FOLDS,
     CV_SEED,
     DEFAULT_SPEC,
@@ -99,6 +103,37 @@ def print_cv(train: tuple[LabelledRequest, ...]) -> None:
     print()
 
 
+def one_change_at_a_time() -> list[tuple[str, ModelSpec]]:
+    """The chosen setting with one option changed, to read what each option is worth."""
+    chosen, features = DEFAULT_SPEC, DEFAULT_SPEC.features
+    changes: list[tuple[str, ModelSpec]] = [("chosen setting", chosen)]
+    flips = {
+        "sublinear tf off": replace(features, sublinear_tf=False),
+        "structural signs off": replace(features, structural=False),
+        "words from the whole text, not prose only": replace(features, prose_words=False),
+        "word unigrams only": replace(features, word_ngrams=1),
+        "char 3-6-grams instead of 2-5": replace(features, char_ngrams=(3, 6)),
+        "no char n-grams": replace(features, char_ngrams=None),
+    }
+    changes += [(label, replace(chosen, features=spec)) for label, spec in flips.items()]
+    changes += [(f"C={c:g}", replace(chosen, c=c)) for c in C_VALUES if c != chosen.c]
+    changes.append(("average of a word and a char model", replace(chosen, combine="average")))
+    return changes
+
+
+def print_ablation(train: tuple[LabelledRequest, ...]) -> None:
+    changes = one_change_at_a_time()
+    scores = cross_validate(train, [spec for _, spec in changes])
+    reference = scores[0].mean
+    print(f"## One change at a time from the chosen setting ({CV_FOLDS}-fold CV on train)")
+    print()
+    print("| change | CV accuracy | vs chosen (points) |")
+    print("|---|---:|---:|")
+    for (label, _), score in zip(changes, scores, strict=True):
+        print(f"| {label} | {score.mean:.3f} | {(score.mean - reference) * 100:+.1f} |")
+    print()
+
+
 def _cv_row(rank: int, score: CvScore) -> str:
     mark = " (in code)" if score.spec == DEFAULT_SPEC else ""
     return f"| {rank} | {score.spec.label()}{mark} | {score.mean:.3f} | {score.stdev:.3f} |"
@@ -110,13 +145,20 @@ def main() -> None:
     parser.add_argument(
         "--cv-only", action="store_true", help="only the CV search: never reads the eval split"
     )
+    parser.add_argument(
+        "--ablation-only",
+        action="store_true",
+        help="only the one-change-at-a-time CV table: never reads the eval split",
+    )
     parser.add_argument("--before", default=BEFORE_COMMIT, help="commit of the 'before' set")
     args = parser.parse_args()
 
     after = load_requests()
     if args.cv or args.cv_only:
         print_cv(split(after, "train"))
-    if args.cv_only:
+    if args.cv or args.cv_only or args.ablation_only:
+        print_ablation(split(after, "train"))
+    if args.cv_only or args.ablation_only:
         return
     with tempfile.TemporaryDirectory() as tmp:
         before = before_set(args.before, Path(tmp))

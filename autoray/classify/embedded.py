@@ -136,7 +136,7 @@ class RowSpace:
     """Training rows re-expressed in the span of themselves, for a fast and exact L2 fit.
 
     With a few hundred requests and ~100,000 n-gram columns, lbfgs over the ``d x routes``
-    weights took 5-15 s a fit. The L2 optimum lies in the span of the training rows
+    weights took 3-13 s a fit. The L2 optimum lies in the span of the training rows
     (representer theorem), so the same objective can be solved over ``r <= n`` coordinates:
     with ``X Xᵀ = U Λ Uᵀ``, the rows of ``U Λ^½`` (:attr:`coordinates`) have the same Gram
     matrix as ``X``; a model ``B`` fitted on them is the model ``W = Xᵀ U Λ^-½ B`` on ``X``.
