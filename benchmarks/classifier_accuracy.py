@@ -1,9 +1,9 @@
 """Route-classifier accuracy before and after the labelled set's rewrite, and how it was chosen.
 
-    .venv/bin/python benchmarks/classifier_accuracy.py            # before/after, lengths
-    .venv/bin/python benchmarks/classifier_accuracy.py --cv       # and the CV table on train
-    .venv/bin/python benchmarks/classifier_accuracy.py --cv-only  # the CV tables alone
-    .venv/bin/python benchmarks/classifier_accuracy.py --ablation-only  # one change at a time
+    .venv/bin/python -m benchmarks.classifier_accuracy            # before/after, lengths
+    .venv/bin/python -m benchmarks.classifier_accuracy --cv       # and the CV tables on train
+    .venv/bin/python -m benchmarks.classifier_accuracy --cv-only  # the CV tables alone
+    .venv/bin/python -m benchmarks.classifier_accuracy --ablation-only  # one change at a time
 
 "Before" is the labelled set as of commit ``15d5b26`` (v1, read with ``git show``), "after"
 the set in the working tree (v2). On each, the baseline (word-and-character TF-IDF, logistic

@@ -1,6 +1,6 @@
 """How fast the embedded route classifier decides, on one CPU core, and what it costs to hold.
 
-    .venv/bin/python benchmarks/classify.py [--core 0] [--rounds 5]
+    .venv/bin/python -m benchmarks.classify [--core 0] [--rounds 5]
 
 Pins the process to one core (``os.sched_setaffinity``) with BLAS limited to one thread, trains
 the default classifier as a Serve replica would at first use, then times ``classify`` on every
@@ -17,26 +17,14 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
-from pathlib import Path  # noqa: E402
+
+from benchmarks.machine import machine  # noqa: E402
 
 FIVE_MB = 5 * 2**20
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
 
 
 def percentile(samples: Sequence[float], share: float) -> float:
