@@ -9,7 +9,7 @@ route where nobody clears the bar still has an ordered fallback.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from autoray.results import ModelKey
@@ -51,7 +51,9 @@ class Candidate:
         return self.avg_cost_usd / self.accuracy if self.accuracy > 0 else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "cost_per_accuracy": self.cost_per_accuracy}
+        """Field by field: ``dataclasses.asdict`` deep-copies, and this runs on every decision."""
+        fields = {name: getattr(self, name) for name in _CANDIDATE_FIELDS}
+        return {**fields, "cost_per_accuracy": self.cost_per_accuracy}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Candidate:

@@ -4,15 +4,17 @@ Rows, all against one routing table in a SQLite file and the labelled set's eval
 (each request made distinct with a counter, so no classification cache ever answers):
 
 * ``in process``: ``classify`` + ``decide`` in a plain loop, pinned to one core;
-* ``serve /v1/decide``: the autoray Serve application (``serve.app.build_app``);
-* ``serve constant``: a FastAPI ingress deployed with the same options that returns a fixed
-  decision-sized body: what Serve itself costs;
+* ``serve (INGRESS) /v1/decide``: the autoray Serve application (``serve.app.build_app``);
+* ``serve (INGRESS) constant``: a FastAPI ingress deployed with the same options that returns a
+  fixed decision-sized body without reading the request: what Serve itself costs;
 * ``uvicorn /v1/decide``: the same decide path (body validation, classify, decide, JSON) in a
   plain FastAPI app on uvicorn, in its own process, without Serve.
 
-Each HTTP row runs at 1 and 16 connections with the same closed-loop client
-(:mod:`benchmarks.load`); the ratio column divides a row's p50 by the constant handler's p50 at
-the same concurrency.
+Serve runs twice, once per HTTP ingress: ``proxy`` (Serve's Python proxy actor, the default)
+and ``haproxy`` (HAProxy sends HTTP straight to the replicas; ``autoray serve`` uses it on a Ray
+it starts). Each HTTP row runs at 1 and 16 connections with the same closed-loop client
+(:mod:`benchmarks.load`); the ratio column divides a row's p50 by the constant handler's p50 on
+the same ingress at the same concurrency.
 
     .venv/bin/python -m benchmarks.serve_latency [--requests 2000] [--port 8123]
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -123,19 +126,22 @@ def in_process(pool: list[str], table: RoutingTable, count: int) -> LoadResult:
     from autoray.classify import default_classifier
     from autoray.decision import decide
 
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    classifier = default_classifier()
-    for text in pool[:50]:  # warm: first calls build caches
-        decide(table, classifier.classify(text).route)
-    latencies: list[float] = []
-    started = time.perf_counter()
-    for i in range(count):
-        text = f"{pool[i % len(pool)]} #{i}"
-        sent = time.perf_counter()
-        decide(table, classifier.classify(text).route)
-        latencies.append(time.perf_counter() - sent)
-    return LoadResult(latencies_s=latencies, wall_s=time.perf_counter() - started)
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        classifier = default_classifier()
+        for text in pool[:50]:  # warm: first calls build caches
+            decide(table, classifier.classify(text).route)
+        latencies: list[float] = []
+        started = time.perf_counter()
+        for i in range(count):
+            text = f"{pool[i % len(pool)]} #{i}"
+            sent = time.perf_counter()
+            decide(table, classifier.classify(text).route)
+            latencies.append(time.perf_counter() - sent)
+        return LoadResult(latencies_s=latencies, wall_s=time.perf_counter() - started)
+    finally:
+        os.sched_setaffinity(0, cores)
 
 
 # --- Serve ----------------------------------------------------------------------------------
@@ -257,39 +263,78 @@ def _free_port() -> int:
 
 # --- the run --------------------------------------------------------------------------------
 
+Row = dict[str, Any]
+INGRESSES = ("proxy", "haproxy")
 
-def measure(pool: list[str], requests: int, port: int) -> list[tuple[str, int, LoadResult]]:
-    rows: list[tuple[str, int, LoadResult]] = []
-    body = decide_body(pool)
+
+def row(path: str, connections: int, result: LoadResult) -> Row:
+    return {
+        "path": path,
+        "connections": connections,
+        "requests": result.requests,
+        "p50_ms": result.percentile_ms(0.5),
+        "p99_ms": result.percentile_ms(0.99),
+        "rps": result.rps,
+    }
+
+
+def measure(pool: list[str], requests: int) -> list[Row]:
+    """Every row of the table, in one run: in process, each Serve ingress, plain uvicorn."""
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         table = write_table(database_url)
-        rows.append(("in process (classify + decide)", 1, in_process(pool, table, requests)))
-        os.sched_setaffinity(0, os.sched_getaffinity(0) | set(range(os.cpu_count() or 1)))
-        start_serve(database_url, port)
-        try:
-            _check_decides(f"http://127.0.0.1:{port}/v1/decide")
-            for connections in CONNECTIONS:
-                for name, path in (
-                    ("serve /v1/decide", "/v1/decide"),
-                    ("serve constant", "/constant/v1/decide"),
-                ):
-                    url = f"http://127.0.0.1:{port}{path}"
-                    rows.append((name, connections, _load(url, body, connections, requests)))
-        finally:
-            stop_serve()
-        plain_port = _free_port()
-        plain = start_plain(database_url, plain_port)
-        try:
-            url = f"http://127.0.0.1:{plain_port}/v1/decide"
-            for connections in CONNECTIONS:
-                rows.append(
-                    ("uvicorn /v1/decide", connections, _load(url, body, connections, requests))
-                )
-        finally:
-            plain.terminate()
-            plain.wait(timeout=30)
+        rows.append(row("in process (classify + decide)", 1, in_process(pool, table, requests)))
+        for ingress in INGRESSES:
+            rows += serve_rows(ingress, database_url, requests)
+        rows += plain_rows(pool, database_url, requests)
     return rows
+
+
+def serve_rows(ingress: str, database_url: str, requests: int) -> list[Row]:
+    """Serve's rows in a child process: Ray reads the ingress switch when it starts."""
+    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1" if ingress == "haproxy" else "0"}
+    command = [sys.executable, "-m", "benchmarks.serve_latency", "--serve-child", ingress]
+    command += ["--database-url", database_url, "--requests", str(requests)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {ingress} measurement failed:\n{done.stderr[-3000:]}")
+    return list(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def serve_child(ingress: str, database_url: str, requests: int) -> None:
+    """Deploy both Serve apps, time them, print the rows as one JSON line."""
+    body = decide_body(texts())
+    port = _free_port()
+    start_serve(database_url, port)
+    rows: list[Row] = []
+    try:
+        _check_decides(f"http://127.0.0.1:{port}/v1/decide")
+        for connections in CONNECTIONS:
+            for name, path in (
+                (f"serve ({ingress}) /v1/decide", "/v1/decide"),
+                (f"serve ({ingress}) constant", "/constant/v1/decide"),
+            ):
+                url = f"http://127.0.0.1:{port}{path}"
+                rows.append(row(name, connections, _load(url, body, connections, requests)))
+    finally:
+        stop_serve()
+    print(json.dumps(rows))
+
+
+def plain_rows(pool: list[str], database_url: str, requests: int) -> list[Row]:
+    body = decide_body(pool)
+    port = _free_port()
+    plain = start_plain(database_url, port)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/decide"
+        return [
+            row("uvicorn /v1/decide", conns, _load(url, body, conns, requests))
+            for conns in CONNECTIONS
+        ]
+    finally:
+        plain.terminate()
+        plain.wait(timeout=30)
 
 
 def _load(url: str, body: Callable[[int], dict[str, Any]], connections: int, n: int) -> LoadResult:
@@ -311,38 +356,46 @@ def _check_decides(url: str) -> None:
     raise RuntimeError(f"{url} gave no decision within 60 s: {response.text[:300]}")
 
 
-def render(rows: list[tuple[str, int, LoadResult]]) -> str:
-    constant = {conns: result for name, conns, result in rows if name == "serve constant"}
+def render(rows: list[Row]) -> str:
+    """The table; the ratio is a row's p50 over the constant handler's on the same ingress."""
+    constants = {
+        (r["path"].split(")")[0], r["connections"]): r["p50_ms"]
+        for r in rows
+        if r["path"].endswith("constant")
+    }
     lines = [
         "| path | connections | requests | p50 ms | p99 ms | requests/s | p50 / constant |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, conns, result in rows:
-        base = constant.get(conns) if name != "in process (classify + decide)" else None
-        ratio = f"{result.percentile_ms(0.5) / base.percentile_ms(0.5):.2f}" if base else "-"
+    for r in rows:
+        base = constants.get((r["path"].split(")")[0], r["connections"]))
+        ratio = f"{r['p50_ms'] / base:.2f}" if base and r["path"].startswith("serve") else "-"
         lines.append(
-            f"| {name} | {conns} | {result.requests} | {result.percentile_ms(0.5):.2f} | "
-            f"{result.percentile_ms(0.99):.2f} | {result.rps:.0f} | {ratio} |"
+            f"| {r['path']} | {r['connections']} | {r['requests']} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r['rps']:.0f} | {ratio} |"
         )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per row")
-    parser.add_argument("--port", type=int, default=0, help="Serve's HTTP port (0: a free one)")
     parser.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-child", choices=INGRESSES, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if args.plain_server:
         run_plain_server(args.database_url, args.port)
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
+    elif args.serve_child:
+        serve_child(args.serve_child, args.database_url, args.requests)
+    else:
+        import ray
 
-    rows = measure(texts(), args.requests, args.port or _free_port())
-    print(f"machine: {machine()}; Ray {ray.__version__}")
-    print(render(rows))
+        rows = measure(texts(), args.requests)
+        print(f"machine: {machine()}; Ray {ray.__version__}")
+        print(render(rows))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ only connected to, just this application is deleted, so other Serve apps keep ru
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,8 @@ from autoray.cli._common import database_url as _database_url
 from autoray.settings import Settings, resolve_database_url
 
 APP_IMPORT_PATH = "serve.app:build_app"
+INGRESS_CHOICES = ("haproxy", "proxy")
+HAPROXY_SWITCH = "RAY_SERVE_ENABLE_HA_PROXY"
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +57,14 @@ def serve_command(
         typer.Option("--address", help="Ray cluster address (else RAY_ADDRESS, else a local Ray)."),
     ] = None,
     name: Annotated[str, typer.Option("--name", help="The Serve application's name.")] = "autoray",
+    ingress: Annotated[
+        str,
+        typer.Option(
+            "--ingress",
+            help="On a Ray this command starts: 'haproxy' (HAProxy sends HTTP straight to the "
+            "replicas) or 'proxy' (Serve's Python proxy actor). A cluster uses its own setting.",
+        ),
+    ] = "haproxy",
 ) -> None:
     """Serve POST /v1/decide, /v1/chat/completions (autoray/auto) and friends until Ctrl-C."""
     from actors.driver import absolute_sqlite_url
@@ -74,6 +85,7 @@ def serve_command(
     )
     args = _app_args({**file_args, **_given(overrides), "database_url": url})
     version = in_store(url, lambda s: repo.active_version(s))
+    _choose_ingress(ingress, address)
     _run(args, host=host, port=port, address=address, name=name, version=version)
 
 
@@ -88,6 +100,22 @@ def _run(
     except ConnectionError as err:
         fail(f"cannot reach the Ray cluster ({err}); check --address or RAY_ADDRESS")
     typer.echo("autoray serve stopped", err=True)
+
+
+def _choose_ingress(ingress: str, address: str | None) -> None:
+    """Pick Serve's HTTP ingress for a Ray this command starts (before Ray or Serve load).
+
+    Serve's default proxy is a Python actor that hands each request to a replica and lets the
+    replica call back for the body: one more actor round trip for every POST. With HAProxy the
+    replicas read HTTP themselves (benchmarks/serve_latency.py measures both). Ray reads the
+    switch from the environment of the processes it starts, so it is set here, before Ray is
+    imported; a cluster this command only joins keeps the ingress it was started with.
+    """
+    if ingress not in INGRESS_CHOICES:
+        fail(f"--ingress {ingress!r} is not an ingress; use one of {', '.join(INGRESS_CHOICES)}")
+    if (address or Settings.from_env().ray_address) not in (None, "local"):
+        return
+    os.environ[HAPROXY_SWITCH] = "1" if ingress == "haproxy" else "0"
 
 
 def _announce(host: str, port: int, args: Any, version: str | None) -> None:
