@@ -10,13 +10,14 @@ Rows, all against one routing table in a SQLite file and the labelled set's eval
 * ``uvicorn /v1/decide``: the same decide path (body validation, classify, decide, JSON) in a
   plain FastAPI app on uvicorn, in its own process, without Serve.
 
-Serve runs twice, once per HTTP ingress: ``proxy`` (Serve's Python proxy actor, the default)
-and ``haproxy`` (HAProxy sends HTTP straight to the replicas; ``autoray serve`` uses it on a Ray
-it starts). Each HTTP row runs at 1 and 16 connections with the same closed-loop client
-(:mod:`benchmarks.load`); the ratio column divides a row's p50 by the constant handler's p50 on
-the same ingress at the same concurrency.
+Serve runs once per HTTP ingress setting (:data:`INGRESSES`): ``proxy`` (Serve's Python proxy
+actor, Serve's default), ``haproxy`` (HAProxy sends HTTP straight to the replicas; ``autoray
+serve`` uses it on a Ray it starts) and ``haproxy, one loop`` (also runs handlers on the
+replica's HTTP event loop, Serve's throughput-optimised mode). Each HTTP row runs at 1 and 16
+connections with the same closed-loop client (:mod:`benchmarks.load`); the ratio column divides
+a row's p50 by the constant handler's p50 on the same ingress at the same concurrency.
 
-    .venv/bin/python -m benchmarks.serve_latency [--requests 2000] [--port 8123]
+    .venv/bin/python -m benchmarks.serve_latency [--requests 2000]
 
 Nothing is asserted: figures are printed with the machine they came from, for people to read.
 """
@@ -264,7 +265,14 @@ def _free_port() -> int:
 # --- the run --------------------------------------------------------------------------------
 
 Row = dict[str, Any]
-INGRESSES = ("proxy", "haproxy")
+INGRESSES: dict[str, dict[str, str]] = {
+    # Serve's default: a Python proxy actor per node; replicas call it back for request bodies.
+    "proxy": {"RAY_SERVE_ENABLE_HA_PROXY": "0", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
+    # HAProxy sends HTTP to the replicas' own servers (``autoray serve``'s default).
+    "haproxy": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "0"},
+    # ... and the handler runs on the replica's HTTP event loop instead of a thread of its own.
+    "haproxy, one loop": {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+}
 
 
 def row(path: str, connections: int, result: LoadResult) -> Row:
@@ -293,7 +301,7 @@ def measure(pool: list[str], requests: int) -> list[Row]:
 
 def serve_rows(ingress: str, database_url: str, requests: int) -> list[Row]:
     """Serve's rows in a child process: Ray reads the ingress switch when it starts."""
-    env = {**os.environ, "RAY_SERVE_ENABLE_HA_PROXY": "1" if ingress == "haproxy" else "0"}
+    env = {**os.environ, **INGRESSES[ingress]}
     command = [sys.executable, "-m", "benchmarks.serve_latency", "--serve-child", ingress]
     command += ["--database-url", database_url, "--requests", str(requests)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -381,7 +389,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per row")
     parser.add_argument("--plain-server", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-child", choices=INGRESSES, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-child", choices=list(INGRESSES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
