@@ -9,6 +9,7 @@ the cluster keep running.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ def run_foreground(
 
 
 def _clean_up(name: str, local: bool) -> None:
+    # Serve's controller can take its full 30 s grace period to stop behind HAProxy: say so,
+    # so that a quiet terminal after Ctrl-C does not look like a hang.
+    print("autoray serve: stopping (Serve may take up to 30 s)...", file=sys.stderr, flush=True)
     if local:
         serve.shutdown()
     else:
