@@ -44,7 +44,7 @@ from typing import Any
 from autoray.ranking import Candidate
 from autoray.results import ModelKey
 from autoray.table import RoutingTable
-from autoray.taxonomy import parse_route, validate_route
+from autoray.taxonomy import RouteParts, validate_route
 
 STICKY_FLOOR_MARGIN = 0.10
 """How far below ``min_accuracy`` a session's model may be and still be kept."""
@@ -111,7 +111,7 @@ class DeniedModels:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(RouteParts):
     model_id: str
     variant: str | None
     route: str
@@ -125,14 +125,6 @@ class Decision:
     @property
     def key(self) -> ModelKey:
         return ModelKey(self.model_id, self.variant)
-
-    @property
-    def task_type(self) -> str:
-        return parse_route(self.route).task_type
-
-    @property
-    def subtask_type(self) -> str:
-        return parse_route(self.route).subtask_type
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -60,6 +60,22 @@ def parse_route(text: str) -> Route:
     return Route(task, subtask)
 
 
+class RouteParts:
+    """``task_type`` and ``subtask_type`` of an object's ``route`` (a classification, a decision),
+    for the payloads that spell them out beside the route."""
+
+    __slots__ = ()
+    route: str
+
+    @property
+    def task_type(self) -> str:
+        return parse_route(self.route).task_type
+
+    @property
+    def subtask_type(self) -> str:
+        return parse_route(self.route).subtask_type
+
+
 def validate_route(text: str) -> str:
     """Return the canonical route string, or raise :class:`InvalidRouteError`."""
     return str(parse_route(text))

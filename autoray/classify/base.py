@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from autoray.taxonomy import parse_route
+from autoray.taxonomy import RouteParts
 
 MAX_CLASSIFY_CHARS = 4000
 """How much of a request a classifier reads: the opening of a message carries its intent."""
@@ -28,7 +28,7 @@ class RouteScore:
 
 
 @dataclass(frozen=True, slots=True)
-class Classification:
+class Classification(RouteParts):
     """One request's route, how sure the classifier is, and which classifier said so.
 
     ``fallback`` names why the configured classifier was not the one that answered (an LLM
@@ -43,14 +43,6 @@ class Classification:
     truncated: bool = False
     fallback: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def task_type(self) -> str:
-        return parse_route(self.route).task_type
-
-    @property
-    def subtask_type(self) -> str:
-        return parse_route(self.route).subtask_type
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +64,30 @@ class Classifier(Protocol):
     name: str
 
     def classify(self, text: str) -> Classification: ...
+
+
+def ranked_classification(
+    routes: Sequence[str],
+    probabilities: Sequence[float],
+    *,
+    classifier: str,
+    prefix: str,
+    truncated: bool,
+) -> Classification:
+    """The classification a probability vector over ``routes`` gives for ``prefix``.
+
+    Ties keep the routes' order, so equal inputs always name the same route.
+    """
+    order = sorted(range(len(routes)), key=lambda i: -float(probabilities[i]))[:TOP_ROUTES]
+    top = tuple(RouteScore(routes[i], round(float(probabilities[i]), 6)) for i in order)
+    return Classification(
+        route=top[0].route,
+        confidence=top[0].probability,
+        top=top,
+        classifier=classifier,
+        chars_read=len(prefix),
+        truncated=truncated,
+    )
 
 
 def bounded_prefix(text: str, limit: int = MAX_CLASSIFY_CHARS) -> tuple[str, bool]:

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from autoray.classify.base import TOP_ROUTES, Classification, RouteScore, bounded_prefix
+from autoray.classify.base import Classification, bounded_prefix, ranked_classification
 from autoray.classify.embedded import training_hash, training_texts
 from autoray.labelled import LabelledRequest
 
@@ -49,14 +47,11 @@ class BaselineClassifier:
         prefix, truncated = bounded_prefix(text)
         probabilities = self.pipeline.predict_proba([prefix])[0]
         routes = list(self.pipeline.classes_)
-        order = np.argsort(-probabilities, kind="stable")[:TOP_ROUTES]
-        top = tuple(RouteScore(routes[i], round(float(probabilities[i]), 6)) for i in order)
-        return Classification(
-            route=top[0].route,
-            confidence=top[0].probability,
-            top=top,
+        return ranked_classification(
+            routes,
+            probabilities.tolist(),
             classifier=self.name,
-            chars_read=len(prefix),
+            prefix=prefix,
             truncated=truncated,
         )
 

@@ -23,12 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from autoray.classify.base import (
-    TOP_ROUTES,
-    Classification,
-    RouteScore,
-    bounded_prefix,
-)
+from autoray.classify.base import Classification, bounded_prefix, ranked_classification
 from autoray.classify.features import (
     BlockKind,
     FeatureSpec,
@@ -231,16 +226,11 @@ class EmbeddedClassifier:
     def classify(self, text: str) -> Classification:
         prefix, truncated = bounded_prefix(text)
         probabilities = self.model.probabilities(prefix)
-        order = np.argsort(-probabilities, kind="stable")[:TOP_ROUTES]
-        top = tuple(
-            RouteScore(self.model.routes[i], round(float(probabilities[i]), 6)) for i in order
-        )
-        return Classification(
-            route=top[0].route,
-            confidence=top[0].probability,
-            top=top,
+        return ranked_classification(
+            self.model.routes,
+            probabilities.tolist(),
             classifier=self.name,
-            chars_read=len(prefix),
+            prefix=prefix,
             truncated=truncated,
         )
 
