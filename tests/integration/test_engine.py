@@ -307,7 +307,7 @@ def test_silent_lane_is_swept_and_the_run_finalizes(
 ) -> None:
     faults.ship_by_value()
     config = bench_config(
-        mini_dataset, two_models(), max_live_containers=2, engine={"sweep_after_s": 2}
+        mini_dataset, two_models(), max_live_containers=2, engine={"sweep_after_s": 4}
     )
     silent = "swept-run:sim/generalist::0:0"
     run_id = engine.start(
@@ -320,7 +320,7 @@ def test_silent_lane_is_swept_and_the_run_finalizes(
     assert progress.dead_lanes == 1
     (failure,) = engine.lane_failures(run_id)
     assert failure.lane_identity == silent
-    assert "sweep_after_s=2" in failure.reason
+    assert "sweep_after_s=4" in failure.reason
     per_model = Counter(r.model_id for r in engine.rows(run_id))
     assert per_model == {"sim/cheap-debugger": 18}
 
@@ -348,8 +348,11 @@ def test_silent_shard_is_swept_while_its_sibling_delivers(
     """Rows from shard 0 of a model say nothing about shard 1: the silent one is swept while
     shard 0 is still delivering, not only after it has finished."""
     faults.ship_by_value()
-    models = [sim_model("sim/steady", price=0.2, skill={"default": 1.0}, latency_ms=700)]
-    config = bench_config(mini_dataset, models, max_live_containers=2, engine={"sweep_after_s": 2})
+    # 4 s of silence sweeps a lane: a healthy lane's first row (process start included) and its
+    # 1.2 s cases fit well inside that on a loaded 2-core machine, and shard 0's nine cases
+    # (about 11 s) are still running when the silent shard is swept.
+    models = [sim_model("sim/steady", price=0.2, skill={"default": 1.0}, latency_ms=1200)]
+    config = bench_config(mini_dataset, models, max_live_containers=2, engine={"sweep_after_s": 4})
     silent = "sibling-run:sim/steady::0:1"
     run_id = engine.start(
         config,
