@@ -52,18 +52,42 @@ class PriceConfig(BaseModel):
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
 
 
-class SandboxConfig(BaseModel):
-    """Where tool calls and graders run. ``image`` defaults to the autoray base image for docker."""
+class SandboxFaults(BaseModel):
+    """TEST FAULTS for the ``fault`` sandbox backend: never for a real run.
+
+    Engine tests and the chaos soak use them to make sandbox starts fail or hang on purpose.
+    Start counts and the time switch live in files under ``state_dir``, so they survive a lane
+    being recreated in a new process (the reason this is not a Python object in one process).
+    """
 
     model_config = _STRICT
 
-    backend: Literal["process", "docker"] = "process"
+    state_dir: str = Field(min_length=1)
+    fail_first: int = Field(default=0, ge=0)
+    always: list[str] = Field(default_factory=list)
+    hang: list[str] = Field(default_factory=list)
+
+
+class SandboxConfig(BaseModel):
+    """Where tool calls and graders run. ``image`` defaults to the autoray base image for docker.
+
+    ``root`` is where the process backend keeps its per-lane directories
+    (``<root>/<run>/<lane>``, default ``autoray-sandboxes`` under the system temp directory):
+    fixed, so a retried lane and a cleanup at the end of a run find what an earlier (maybe
+    killed) lane process left behind. ``faults`` configures the ``fault`` backend: test faults.
+    """
+
+    model_config = _STRICT
+
+    backend: Literal["process", "docker", "fault"] = "process"
     timeout_s: float = Field(default=180, gt=0)
     memory_mb: int = Field(default=512, ge=64)
     image: str | None = Field(default=None, min_length=1)
     pids_limit: int = Field(default=256, ge=1)
     output_cap_bytes: int = Field(default=1_000_000, ge=1)
     cpu_time_s: int = Field(default=120, ge=1)
+    root: str | None = Field(default=None, min_length=1)
+    faults: SandboxFaults | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -73,6 +97,21 @@ class SandboxConfig(BaseModel):
         if is_docker and data.get("image") is None:
             return {**data, "image": DEFAULT_SANDBOX_IMAGE}
         return data
+
+    @model_validator(mode="after")
+    def _faults_only_for_the_fault_backend(self) -> SandboxConfig:
+        """Test faults must never ride along silently with a real backend, nor be missing."""
+        if self.faults is not None and self.backend != "fault":
+            raise ValueError(
+                f"faults is set but backend is {self.backend!r}; faults are test faults for "
+                "backend 'fault' only: remove faults, or set backend to 'fault'"
+            )
+        if self.faults is None and self.backend == "fault":
+            raise ValueError(
+                "backend 'fault' (test faults) needs faults; set faults with at least "
+                "state_dir, or choose backend 'process' or 'docker'"
+            )
+        return self
 
 
 class RunnerConfig(BaseModel):

@@ -157,10 +157,16 @@ class Sandbox(abc.ABC):
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.identity: str | None = None
+        self.run_id: str | None = None
 
     @abc.abstractmethod
-    def start(self, identity: str) -> None:
-        """Create or re-attach the lane's sandbox; calling it again is a no-op."""
+    def start(self, identity: str, *, run_id: str | None = None) -> None:
+        """Create or re-attach the lane's sandbox; calling it again is a no-op.
+
+        ``run_id`` labels the sandbox with its run, so :func:`remove_sandboxes` can find it after
+        the lane process died without destroying it (killed, swept, cancelled). Without it
+        (``autoray cases check``, one-off runs) the sandbox belongs to no run.
+        """
 
     @abc.abstractmethod
     def new_workdir(self, name: str) -> str:
@@ -187,6 +193,14 @@ class Sandbox(abc.ABC):
     def preflight(cls, config: SandboxConfig) -> None:
         """Fail before any case runs, naming what to install or start."""
 
+    @classmethod
+    @abc.abstractmethod
+    def remove(cls, config: SandboxConfig, *, run_id: str, lane: str | None = None) -> int:
+        """Remove this node's sandboxes of ``run_id`` (or of its ``lane``); how many went.
+
+        Idempotent and best-effort: what is already gone is no error, other failures are logged.
+        """
+
     def _check_started(self) -> str:
         if self.identity is None:
             raise SandboxUnavailableError(
@@ -194,16 +208,23 @@ class Sandbox(abc.ABC):
             )
         return self.identity
 
-    def _check_identity(self, identity: str) -> bool:
+    def _check_identity(self, identity: str, run_id: str | None = None) -> bool:
         """True when already started for ``identity``; refuses a second, different lane."""
         if not identity:
             raise ValueError("sandbox identity is empty; pass the lane identity")
+        if run_id == "":
+            raise ValueError("sandbox run_id is empty; pass the run id, or None for no run")
         if self.identity is None:
             return False
         if self.identity != identity:
             raise ValueError(
                 f"sandbox already started for lane {self.identity!r}, not {identity!r}; "
                 "create one sandbox per lane"
+            )
+        if self.run_id != run_id:
+            raise ValueError(
+                f"sandbox of lane {identity!r} already started for run {self.run_id!r}, "
+                f"not {run_id!r}; create one sandbox per run's lane"
             )
         return True
 
@@ -256,3 +277,20 @@ def preflight_sandbox(config: SandboxConfig, **backend_options: Any) -> None:
     """Run the preflight of ``config.backend`` with the same options ``create_sandbox`` takes."""
     cls = backend_class(config, backend_options)
     cls.preflight(config, **backend_options)
+
+
+def remove_sandboxes(
+    config: SandboxConfig, *, run_id: str, lane: str | None = None, **backend_options: Any
+) -> int:
+    """Remove every sandbox of ``run_id`` (or of one ``lane``) on this node; how many went.
+
+    The end of a run and ``autoray bench cancel`` call it on every node: a lane that was killed,
+    swept or cancelled never ran its own ``destroy`` (issue 9, "Leaked sandboxes"). Idempotent;
+    a ``destroy`` of a sandbox removed here is still a quiet no-op.
+    """
+    if not run_id:
+        raise ValueError("run_id is empty; pass the run whose sandboxes to remove")
+    if lane == "":
+        raise ValueError("lane is empty; pass a lane identity, or None for the whole run")
+    cls = backend_class(config, backend_options)
+    return cls.remove(config, run_id=run_id, lane=lane, **backend_options)

@@ -1,7 +1,10 @@
 """The ``docker`` sandbox: one container per lane, through the ``docker`` SDK.
 
 The container is named after the lane identity, so a retried lane re-attaches to the container
-it already had (and its files) instead of starting a second one. It has no network, memory and
+it already had (and its files) instead of starting a second one. It carries the labels
+``autoray.managed=1``, ``autoray.run=<run>`` and ``autoray.lane=<lane>``, by which
+:func:`~autoray.sandbox.remove_sandboxes` force-removes a run's containers when its lanes could
+not (killed, swept, cancelled). It has no network, memory and
 pids limits, an init process, and lives on ``sleep infinity``; every command is an exec in it.
 
 Failures of the engine or the container (unreachable engine, missing image, refused create,
@@ -23,6 +26,7 @@ import struct
 import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import docker
@@ -52,6 +56,8 @@ log = logging.getLogger(__name__)
 
 SANDBOX_ROOT = "/sandbox"
 LANE_LABEL = "autoray.lane"
+RUN_LABEL = "autoray.run"
+MANAGED_LABEL = "autoray.managed"
 CONTAINER_PREFIX = "autoray-"
 API_TIMEOUT_S = 60
 PING_TIMEOUT_S = 5
@@ -124,14 +130,15 @@ class DockerSandbox(Sandbox):
     def image(self) -> str:
         return self.config.image or DEFAULT_SANDBOX_IMAGE
 
-    def start(self, identity: str) -> None:
-        if self._check_identity(identity) and self._running():
+    def start(self, identity: str, *, run_id: str | None = None) -> None:
+        if self._check_identity(identity, run_id) and self._running():
             return
         if self._client is None:
             self._client = _connect(self._docker_host, API_TIMEOUT_S)
-        self._container = _attach_or_create(self._client, self.config, identity, self.image)
+        lane = _Lane(identity, run_id, self.image)
+        self._container = _attach_or_create(self._client, self.config, lane)
         self._run_checked(f"mkdir -p {SANDBOX_ROOT}/tmp {SANDBOX_ROOT}/cases", "prepare it")
-        self.identity = identity
+        self.identity, self.run_id = identity, run_id
         log.info(
             "docker sandbox for lane %r: container %s (%s), image %s, no network",
             identity,
@@ -271,7 +278,8 @@ class DockerSandbox(Sandbox):
 
     def destroy(self) -> None:
         container, client = self._container, self._client
-        self._container, self._client, self.identity = None, None, None
+        self._container, self._client = None, None
+        self.identity, self.run_id = None, None
         if container is not None:
             try:
                 container.remove(force=True)
@@ -280,6 +288,31 @@ class DockerSandbox(Sandbox):
             except (DockerException, OSError) as exc:
                 log.warning("could not remove sandbox container %s: %s", container.name, exc)
         if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    @classmethod
+    def remove(
+        cls,
+        config: SandboxConfig,
+        *,
+        run_id: str,
+        lane: str | None = None,
+        docker_host: str | None = None,
+    ) -> int:
+        """Force-remove the containers labelled with ``run_id`` (and ``lane``) on this engine.
+
+        An unreachable engine is logged, not raised: cleanup runs while a run ends or is
+        cancelled, and must not turn that into a failure; the next cleanup tries again.
+        """
+        try:
+            client = _connect(docker_host, API_TIMEOUT_S)
+        except SandboxUnavailableError as exc:
+            log.warning("sandbox cleanup of run %r skipped: %s", run_id, exc)
+            return 0
+        try:
+            return _remove_labelled(client, _labels(run_id, lane))
+        finally:
             with contextlib.suppress(Exception):
                 client.close()
 
@@ -435,23 +468,63 @@ def _connect(docker_host: str | None, timeout: int) -> docker.DockerClient:
     return client
 
 
-def _attach_or_create(
-    client: docker.DockerClient, config: SandboxConfig, identity: str, image: str
-) -> Any:
-    """The lane's running container: re-attached, restarted, or created."""
-    name = container_name(identity)
+@dataclass(frozen=True, slots=True)
+class _Lane:
+    """What a lane's container is made of: its identity, its run (labels) and its image."""
+
+    identity: str
+    run_id: str | None
+    image: str
+
+    @property
+    def labels(self) -> dict[str, str]:
+        labels = {MANAGED_LABEL: "1", LANE_LABEL: self.identity}
+        if self.run_id is not None:
+            labels[RUN_LABEL] = self.run_id
+        return labels
+
+
+def _labels(run_id: str, lane: str | None) -> list[str]:
+    """Docker label filters selecting a run's managed containers (or one lane's)."""
+    labels = [f"{MANAGED_LABEL}=1", f"{RUN_LABEL}={run_id}"]
+    return labels if lane is None else [*labels, f"{LANE_LABEL}={lane}"]
+
+
+def _remove_labelled(client: docker.DockerClient, labels: list[str]) -> int:
+    """Force-remove every container matching all ``labels``; how many this call removed."""
     try:
-        container = _existing(client, name, identity)
+        containers = client.containers.list(all=True, filters={"label": labels})
+    except (DockerException, OSError) as exc:
+        log.warning("could not list sandbox containers labelled %s: %s", labels, exc)
+        return 0
+    removed = 0
+    for container in containers:
+        try:
+            container.remove(force=True)
+            removed += 1
+        except NotFound:
+            pass  # removed meanwhile (its lane's destroy, another cleanup)
+        except (DockerException, OSError) as exc:
+            log.warning("could not remove sandbox container %s: %s", container.name, exc)
+    log.info("removed %d sandbox container(s) labelled %s", removed, labels)
+    return removed
+
+
+def _attach_or_create(client: docker.DockerClient, config: SandboxConfig, lane: _Lane) -> Any:
+    """The lane's running container: re-attached, restarted, or created."""
+    name = container_name(lane.identity)
+    try:
+        container = _existing(client, name, lane.identity)
         if container is None:
-            container = _create(client, config, identity, image)
+            container = _create(client, config, lane)
         elif container.status != "running":
-            container = _restart_or_replace(client, config, container, identity, image)
+            container = _restart_or_replace(client, config, container, lane)
     except ImageNotFound:
-        raise SandboxUnavailableError(_missing_image(image)) from None
+        raise SandboxUnavailableError(_missing_image(lane.image)) from None
     except (DockerException, OSError) as exc:
         raise SandboxUnavailableError(
-            f"Docker engine could not start container {name} for lane {identity!r}: {exc}; "
-            "check the engine's capacity (memory, pids) and its log, then retry"
+            f"Docker engine could not start container {name} for lane {lane.identity!r}: "
+            f"{exc}; check the engine's capacity (memory, pids) and its log, then retry"
         ) from exc
     return container
 
@@ -471,7 +544,7 @@ def _existing(client: docker.DockerClient, name: str, identity: str) -> Any:
 
 
 def _restart_or_replace(
-    client: docker.DockerClient, config: SandboxConfig, container: Any, identity: str, image: str
+    client: docker.DockerClient, config: SandboxConfig, container: Any, lane: _Lane
 ) -> Any:
     """A stopped container keeps the lane's files, so restart it; if it will not, replace it."""
     try:
@@ -482,17 +555,17 @@ def _restart_or_replace(
     except APIError as exc:
         log.warning("restarting container %s failed (%s); replacing it", container.name, exc)
     container.remove(force=True)
-    return _create(client, config, identity, image)
+    return _create(client, config, lane)
 
 
-def _create(client: docker.DockerClient, config: SandboxConfig, identity: str, image: str) -> Any:
-    name = container_name(identity)
+def _create(client: docker.DockerClient, config: SandboxConfig, lane: _Lane) -> Any:
+    name = container_name(lane.identity)
     try:
         container = client.containers.create(
-            image,
+            lane.image,
             command=["sleep", "infinity"],
             name=name,
-            labels={LANE_LABEL: identity},
+            labels=lane.labels,
             working_dir=SANDBOX_ROOT,
             environment=_ENV,
             network_mode="none",

@@ -1,10 +1,13 @@
 """The ``process`` sandbox: the embedded default, needing no container engine.
 
-Each lane gets a private directory; each command runs as ``bash -c`` in its own process group
-with rlimits, a scrubbed environment and capped output, and the whole group is killed when the
-command ends or times out. When bubblewrap (``bwrap``) works on the machine, commands also run in
-fresh namespaces: no network, no view of other processes, read-only system directories and no
-file outside the sandbox. docs/ARCHITECTURE.md ("Sandboxes") lists what this does not isolate.
+Each lane gets a private directory, at a fixed place for a run's lane
+(``<sandbox root>/<run>/<lane>``), so a retry clears what its killed predecessor left and
+:func:`~autoray.sandbox.remove_sandboxes` finds every lane of a run. Each command runs as
+``bash -c`` in its own process group with rlimits, a scrubbed environment and capped output, and
+the whole group is killed when the command ends or times out. When bubblewrap (``bwrap``) works on
+the machine, commands also run in fresh namespaces: no network, no view of other processes,
+read-only system directories and no file outside the sandbox. docs/ARCHITECTURE.md
+("Sandboxes") lists what this does not isolate.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ log = logging.getLogger(__name__)
 Isolation = Literal["auto", "bwrap", "none"]
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+DEFAULT_ROOT_NAME = "autoray-sandboxes"
+"""The default sandbox root: this directory under the system temp directory."""
 FILE_SIZE_LIMIT_BYTES = 256 << 20
 """RLIMIT_FSIZE: the largest file one command may write, so a runaway writer is stopped."""
 
@@ -114,19 +119,21 @@ class ProcessSandbox(Sandbox):
         """True when commands run under bubblewrap."""
         return self._bwrap is not None
 
-    def start(self, identity: str) -> None:
-        if self._check_identity(identity):
+    def start(self, identity: str, *, run_id: str | None = None) -> None:
+        if self._check_identity(identity, run_id):
             return
         self._shell = _find_shell()
-        base = self._base_dir or self._make_base()
-        self._root = os.path.realpath(os.path.join(base, safe_name(identity)))
+        self._root = self._lane_root(identity, run_id)
         try:
+            if run_id is not None and os.path.lexists(self._root):
+                log.info("lane %r: clearing its earlier sandbox at %s", identity, self._root)
+                _force_rmtree(self._root)
             os.makedirs(os.path.join(self._root, "tmp"), mode=0o700, exist_ok=True)
             self._bwrap = _choose_bwrap(self._isolation, self._root)
         except BaseException:
             self._abandon()
             raise
-        self.identity = identity
+        self.identity, self.run_id = identity, run_id
         log.info(
             "process sandbox for lane %r at %s: isolation %s%s",
             identity,
@@ -135,11 +142,20 @@ class ProcessSandbox(Sandbox):
             "" if os.geteuid() else "; running as root, so the pids limit is not enforced",
         )
 
+    def _lane_root(self, identity: str, run_id: str | None) -> str:
+        """A run's lane: its fixed directory; no run: ``base_dir/<lane>`` or a fresh temp dir."""
+        if run_id is not None:
+            root = self._base_dir or sandbox_root(self.config)
+            return os.path.realpath(lane_directory(root, run_id, identity))
+        base = self._base_dir or self._make_base()
+        return os.path.realpath(os.path.join(base, safe_name(identity)))
+
     def _abandon(self) -> None:
-        """After a failed start: remove our own temp dir (never a caller's base_dir)."""
-        if self._created_base:
+        """After a failed start: remove what we made (a run's lane dir or our own temp dir)."""
+        target = self._created_base or (self._root if self._root else None)
+        if target:
             with contextlib.suppress(OSError):
-                _force_rmtree(self._created_base)
+                _force_rmtree(target)
         self._root, self._created_base = "", None
 
     def _make_base(self) -> str:
@@ -242,13 +258,31 @@ class ProcessSandbox(Sandbox):
         if not self._root:
             return
         target = self._created_base or self._root
-        try:
-            _force_rmtree(target)
-        except OSError as exc:
-            log.warning("could not remove process sandbox %s: %s", target, exc)
+        _remove_quietly(target)
+        if self.run_id is not None:
+            _remove_empty_dir(os.path.dirname(self._root))
         self._root = ""
         self._created_base = None
-        self.identity = None
+        self.identity, self.run_id = None, None
+
+    @classmethod
+    def remove(
+        cls,
+        config: SandboxConfig,
+        *,
+        run_id: str,
+        lane: str | None = None,
+        base_dir: str | None = None,
+        isolation: Isolation = "auto",
+    ) -> int:
+        """Remove the run's lane directories (or ``lane``'s) under the sandbox root."""
+        root = base_dir or sandbox_root(config)
+        run_dir = run_directory(root, run_id)
+        targets = [lane_directory(root, run_id, lane)] if lane is not None else _entries(run_dir)
+        removed = sum(_remove_quietly(target) for target in targets)
+        _remove_empty_dir(run_dir)
+        log.info("removed %d process sandbox(es) of run %r under %s", removed, run_id, root)
+        return removed
 
     @classmethod
     def preflight(
@@ -256,11 +290,13 @@ class ProcessSandbox(Sandbox):
     ) -> None:
         _check_isolation(isolation)
         _find_shell()
-        base = base_dir or tempfile.gettempdir()
+        base = base_dir or sandbox_root(config)
+        with contextlib.suppress(OSError):
+            os.makedirs(base, exist_ok=True)
         if not (os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)):
             raise SandboxUnavailableError(
-                f"process sandbox base directory {base!r} is not a writable directory; "
-                "create it or point base_dir (or TMPDIR) at one"
+                f"process sandbox root {base!r} is not a writable directory; "
+                "create it, or set sandbox.root to a writable directory"
             )
         if isolation == "bwrap":
             with tempfile.TemporaryDirectory(prefix="autoray-preflight-", dir=base) as probe:
@@ -279,6 +315,49 @@ class ProcessSandbox(Sandbox):
                 "give a path inside it"
             )
         return real
+
+
+def sandbox_root(config: SandboxConfig) -> str:
+    """Where a node keeps the process sandboxes of runs: ``sandbox.root`` or a temp default."""
+    return config.root or os.path.join(tempfile.gettempdir(), DEFAULT_ROOT_NAME)
+
+
+def run_directory(root: str, run_id: str) -> str:
+    """Where the lanes of ``run_id`` keep their directories under the sandbox ``root``."""
+    return os.path.join(root, safe_name(run_id))
+
+
+def lane_directory(root: str, run_id: str, identity: str) -> str:
+    """A run's lane directory: the same for every attempt of the lane, on every node."""
+    return os.path.join(run_directory(root, run_id), safe_name(identity))
+
+
+def _entries(directory: str) -> list[str]:
+    try:
+        return sorted(entry.path for entry in os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        log.warning("could not list process sandboxes in %s: %s", directory, exc)
+        return []
+
+
+def _remove_quietly(path: str) -> bool:
+    """True when ``path`` was removed; already gone is no error, other failures are logged."""
+    try:
+        _force_rmtree(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.warning("could not remove process sandbox %s: %s", path, exc)
+        return False
+    return True
+
+
+def _remove_empty_dir(path: str) -> None:
+    """Remove a run's directory once its last lane is gone (another lane may still be there)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def _cwd_missing(cwd: str) -> ExecResult:

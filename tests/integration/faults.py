@@ -1,22 +1,19 @@
-"""Fault injection for engine tests: a sandbox factory whose starts fail on purpose.
+"""Test-only glue for engine tests that still pass a ``sandbox_factory``.
 
-The factory is pickled by value into the lane actors (see ``ship_by_value``), and it counts
-starts in files, so the count survives the lane being recreated in a new process.
+The faults themselves live in the ``fault`` sandbox backend (``autoray.sandbox.faults``, test
+faults configured by ``SandboxConfig(backend="fault", faults=...)``); ``FlakyStarts`` only builds
+that backend for the old factory seam. Delete this module once no test passes a factory.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import sys
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from autoray.config import SandboxConfig
-from autoray.errors import SandboxUnavailableError
-from autoray.sandbox import Sandbox, create_sandbox
+from autoray.sandbox import Sandbox, create_sandbox, start_count
+
+__all__ = ["FlakyStarts", "ship_by_value", "start_count"]
 
 
 def ship_by_value() -> None:
@@ -26,27 +23,9 @@ def ship_by_value() -> None:
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-def _bump(state_dir: str, identity: str) -> int:
-    path = Path(state_dir) / hashlib.sha256(identity.encode()).hexdigest()[:16]
-    path.touch()
-    with path.open("r+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        count = int(handle.read() or 0) + 1
-        handle.seek(0)
-        handle.write(str(count))
-        handle.truncate()
-    return count
-
-
-def start_count(state_dir: str, identity: str) -> int:
-    path = Path(state_dir) / hashlib.sha256(identity.encode()).hexdigest()[:16]
-    return int(path.read_text() or 0) if path.exists() else 0
-
-
 @dataclass(frozen=True)
 class FlakyStarts:
-    """Fail the first ``fail_first`` starts of every lane and every start of ``always``; lanes in
-    ``hang`` never finish starting (a lane gone silent)."""
+    """A factory of ``fault`` sandboxes: see :mod:`autoray.sandbox.faults` for each switch."""
 
     state_dir: str
     fail_first: int = 0
@@ -54,21 +33,11 @@ class FlakyStarts:
     hang: frozenset[str] = field(default_factory=frozenset)
 
     def __call__(self, config: SandboxConfig) -> Sandbox:
-        return _FlakySandbox(create_sandbox(config), self)  # type: ignore[return-value]
-
-
-class _FlakySandbox:
-    def __init__(self, inner: Sandbox, faults: FlakyStarts) -> None:
-        self._inner = inner
-        self._faults = faults
-
-    def start(self, identity: str) -> None:
-        count = _bump(self._faults.state_dir, identity)
-        if identity in self._faults.hang:
-            time.sleep(3600)
-        if identity in self._faults.always or count <= self._faults.fail_first:
-            raise SandboxUnavailableError(f"injected start failure #{count} for {identity}")
-        self._inner.start(identity)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        faults = {
+            "state_dir": self.state_dir,
+            "fail_first": self.fail_first,
+            "always": sorted(self.always),
+            "hang": sorted(self.hang),
+        }
+        data = {**config.model_dump(), "backend": "fault", "faults": faults}
+        return create_sandbox(SandboxConfig.model_validate(data))

@@ -196,7 +196,7 @@ def test_errors_name_file_field_path_and_value() -> None:
         ("switch_cost_factor", 0.5, "switch_cost_factor: Input should be greater"),
         ("best_accuracy_gap", 1.5, "best_accuracy_gap: Input should be less than or equal to 1"),
         ("best_accuracy_gap", -0.1, "best_accuracy_gap: Input should be greater than or equal"),
-        ("sandbox", {"backend": "vm"}, "sandbox.backend: Input should be 'process' or 'docker'"),
+        ("sandbox", {"backend": "vm"}, "sandbox.backend: Input should be 'process', 'docker' or"),
         ("sandbox", {"memory_mb": 32}, "sandbox.memory_mb: Input should be greater"),
         ("runner", {"max_steps": 101}, "runner.max_steps: Input should be less than or equal"),
         ("engine", {"lane_cpu": 0}, "engine.lane_cpu: Input should be greater than 0"),

@@ -11,6 +11,7 @@ from autoray.errors import ConfigError, SandboxUnavailableError
 from autoray.sandbox import (
     BACKENDS,
     DockerSandbox,
+    FaultSandbox,
     OutputBuffer,
     ProcessSandbox,
     container_name,
@@ -129,8 +130,12 @@ def test_check_timeout_is_bounded_by_the_config() -> None:
             check_timeout(bad, config)
 
 
-def test_registry_names_both_backends() -> None:
-    assert dict(BACKENDS) == {"process": ProcessSandbox, "docker": DockerSandbox}
+def test_registry_names_every_backend() -> None:
+    assert dict(BACKENDS) == {
+        "process": ProcessSandbox,
+        "docker": DockerSandbox,
+        "fault": FaultSandbox,
+    }
     assert isinstance(create_sandbox(SandboxConfig()), ProcessSandbox)
     docker_box = create_sandbox(SandboxConfig(backend="docker"), docker_host="unix:///x.sock")
     assert isinstance(docker_box, DockerSandbox)
