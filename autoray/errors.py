@@ -43,8 +43,29 @@ class SandboxUnavailableError(InfrastructureError):
     """The sandbox could not be started or reached (capacity, engine down, start failure)."""
 
 
+class ProviderUnavailableError(InfrastructureError):
+    """The model's endpoint could not be used: connection refused or reset, DNS, TLS, HTTP
+    401/403, 404 on the model, 429 or 5xx after the provider's own retries, or a missing key.
+
+    None of these says anything about the model's skill: once they were score-0 rows, and a
+    run with an unset key variable published a table that routed everything away from that
+    model (issue 9, finding 1). The message names the model and the endpoint, never the key.
+    """
+
+
+class GraderUnavailableError(InfrastructureError):
+    """A ``program`` check's grader could not be staged or spawned in the sandbox (an
+    ``OSError`` outside the model's reach); once a silent score 0 (issue 9, finding 8b)."""
+
+
+class PreflightError(AutorayError):
+    """A check before a run starts failed (a key variable missing on a node, an endpoint that
+    does not answer); nothing was created, and the message names the model and the fix."""
+
+
 class ProviderError(AutorayError):
-    """A model provider call failed after its retries (the model's failure, a score-0 row)."""
+    """A model call failed in a way that is the model's own doing (its timeout, a malformed
+    tool call, a context-length 400): a score-0 row with this message as its error."""
 
 
 class StoreError(AutorayError):

@@ -3,13 +3,19 @@
 It phrases the case to the model, runs the tool loop (``bash``, ``write_file``, ``read_file``
 executed in the sandbox, relative to the case's own working directory), retries once on an
 empty final answer, grades the answer and returns a :class:`CaseOutcome`. Whatever the model
-does wrong is a score-0 outcome (with an ``error`` when no answer could be graded: provider
-failure, timeout, step limit, empty answers); a :class:`SandboxUnavailableError` is the
-infrastructure's fault and propagates, so it is retried and never recorded as a score.
+does wrong is a score-0 outcome (with an ``error`` when no answer could be graded: a
+:class:`ProviderError` such as its own timeout or a malformed tool call, the case deadline, the
+step limit, empty answers, a crash of the code it wrote). Anything outside the model's control
+is an :class:`InfrastructureError` and propagates out of :func:`run_case`, so the lane's policy
+retries it and it is never recorded as a score: a sandbox that fails
+(:class:`SandboxUnavailableError`), a provider that cannot be used
+(:class:`ProviderUnavailableError`: no key, unreachable, 401/403, 404, 429 or 5xx after its
+retries) and a grader that cannot be staged or spawned (:class:`GraderUnavailableError`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import posixpath
 import re
@@ -17,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from autoray.cases import system_prompt_for
@@ -27,7 +34,7 @@ from autoray.checks import (
     program_files,
     validate_relative_path,
 )
-from autoray.errors import ProviderError, SandboxUnavailableError
+from autoray.errors import GraderUnavailableError, ProviderError, SandboxUnavailableError
 from autoray.results import ERROR_MAX_CHARS, OUTPUT_PREFIX_MAX_CHARS, CaseOutcome
 from autoray.sandbox import create_sandbox, preflight_sandbox
 from autoray.simulation import step_call
@@ -42,6 +49,12 @@ Clock = Callable[[], float]
 
 TOOL_RESULT_MAX_CHARS = 20_000
 REFERENCE_STEP_TIMEOUT_S = 60.0
+# What a model with tools can do to its working directory that then blocks a grader file: put a
+# directory, a symlink or a read-only directory where the file goes. Any other OSError (a full
+# disk, no processes left, a sandbox that is gone) is the infrastructure's.
+_MODEL_MADE_ERRNOS = frozenset(
+    {errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENOENT}
+)
 _SECRET_PATTERNS = (
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer ***"),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"), "sk-***"),
@@ -97,23 +110,48 @@ class ToolError(Exception):
 
 
 class SandboxProgramRunner:
-    """Runs a program check in the case's working directory (the ``ProgramRunner`` protocol)."""
+    """Runs a program check in the case's working directory (the ``ProgramRunner`` protocol).
 
-    def __init__(self, sandbox: Sandbox, workdir: str) -> None:
+    A grader that cannot be staged or spawned raises :class:`GraderUnavailableError`: once
+    such an ``OSError`` became a failed verdict, a silent score 0 (issue 9, finding 8b). Only
+    when the model had tools (``model_had_tools``) can a path error be its own doing, and then
+    it stays a failed verdict.
+    """
+
+    def __init__(self, sandbox: Sandbox, workdir: str, *, model_had_tools: bool = False) -> None:
         self._sandbox = sandbox
         self._workdir = workdir
+        self._model_had_tools = model_had_tools
 
     def run_program(self, check: ProgramCheck, answer: str) -> ProgramVerdict:
         try:
-            result = _guarded(lambda: self._run(check, answer), "program check")
+            result = self._run(check, answer)
         except ToolError as exc:
             return ProgramVerdict(False, str(exc))
         return ProgramVerdict(result.exit_code == 0 and not result.timed_out, _exec_detail(result))
 
     def _run(self, check: ProgramCheck, answer: str) -> ExecResult:
+        sandbox = self._sandbox
         for path, content in program_files(check, answer).items():
-            self._sandbox.write_file(_join(self._workdir, path), content)
-        return self._sandbox.exec(check.command, timeout_s=check.timeout_s, cwd=self._workdir)
+            write = partial(sandbox.write_file, _join(self._workdir, path), content)
+            self._grader_op(write, f"stage {path!r}")
+        spawn = partial(sandbox.exec, check.command, timeout_s=check.timeout_s, cwd=self._workdir)
+        return self._grader_op(spawn, f"spawn {check.command!r}")
+
+    def _grader_op(self, op: Callable[[], Any], what: str) -> Any:
+        try:
+            return op()
+        except SandboxUnavailableError:
+            raise
+        except ValueError as exc:
+            raise ToolError(f"program check: {what}: {exc}") from None
+        except OSError as exc:
+            if self._model_had_tools and exc.errno in _MODEL_MADE_ERRNOS:
+                raise ToolError(f"program check: {what}: {exc}") from None
+            raise GraderUnavailableError(
+                f"the grader could not {what} in the sandbox ({exc}); free the sandbox's disk "
+                "or raise its process limits; the case runs again"
+            ) from exc
 
 
 class FreshWorkdirProgramRunner:
@@ -259,7 +297,7 @@ def run_case(
     latency_ms = (clock() - started) * 1000
     score, grade_error = 0.0, None
     if transcript.error is None:
-        score, grade_error = _grade(case, transcript.answer, sandbox, workdir)
+        score, grade_error = _grade(case, transcript.answer, toolbox, sandbox, workdir)
     return _outcome(transcript, score, grade_error, latency_ms)
 
 
@@ -270,9 +308,17 @@ def prepare_workdir(case: GoldenCase, sandbox: Sandbox | None) -> str:
             f"case {case.id!r} needs a sandbox (files, a program check or tool steps) but none "
             "was given; configure `sandbox: {backend: process}` or `docker`"
         )
-    workdir = sandbox.new_workdir(case.id)
-    for path, content in case.files.items():
-        sandbox.write_file(_join(workdir, path), content)
+    try:
+        workdir = sandbox.new_workdir(case.id)
+        for path, content in case.files.items():
+            sandbox.write_file(_join(workdir, path), content)
+    except SandboxUnavailableError:
+        raise
+    except OSError as exc:
+        raise SandboxUnavailableError(
+            f"case {case.id!r}: its files could not be written to the sandbox ({exc}); "
+            "check the sandbox's disk; the case runs again"
+        ) from exc
     return workdir
 
 
@@ -389,10 +435,12 @@ def _tool_message(call: ToolCall, result: str) -> dict[str, Any]:
 
 
 def _grade(
-    case: GoldenCase, answer: str, sandbox: Sandbox | None, workdir: str | None
+    case: GoldenCase, answer: str, toolbox: ToolBox, sandbox: Sandbox | None, workdir: str | None
 ) -> tuple[float, str | None]:
     """Score 1 or 0; a check that cannot be evaluated is a score 0 with the reason."""
-    runner = SandboxProgramRunner(sandbox, workdir) if sandbox and workdir else None
+    runner = None
+    if sandbox and workdir:
+        runner = SandboxProgramRunner(sandbox, workdir, model_had_tools=toolbox.has_sandbox)
     try:
         passed = grade(case.check, answer, program_runner=runner)
     except ValueError as exc:

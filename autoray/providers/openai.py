@@ -1,9 +1,18 @@
 """The ``openai`` provider: any OpenAI-compatible ``/chat/completions`` endpoint over httpx.
 
 It is also the client of the simulated model farm, so the benchmark always talks HTTP the same
-way. Retries are bounded (``max_retries``) with exponential backoff and jitter on 429, 5xx and
-transport errors; other 4xx answers are the caller's mistake and are not retried. The API key is
-read by name at call time and never appears in a message, a log line or a repr.
+way. Retries are bounded (``max_retries``) with exponential backoff and jitter on 408, 429, 5xx
+and transport errors; other 4xx answers are not retried. The API key is read by name at call
+time and never appears in a message, a log line or a repr.
+
+What a failure means decides where it goes (docs/ARCHITECTURE.md, failure boundaries):
+
+* :class:`ProviderUnavailableError` (infrastructure: the lane's policy retries it, never a row):
+  connection refused or reset, DNS, TLS, HTTP 401/403, 404 on the model, 408, 429 and 5xx once
+  the retries here are spent, and a key variable that is not set;
+* :class:`ProviderError` (the model's failure, a score-0 row): its own timeout (the endpoint
+  read or write timed out on every attempt), a malformed completion or tool call, and the
+  remaining 4xx verdicts on the request, such as a 400 that says the context is too long.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from autoray.errors import ProviderError
+from autoray.errors import AutorayError, ProviderError, ProviderUnavailableError
 from autoray.providers.base import ChatResponse, ToolCall, wire_model_name
 from autoray.settings import read_secret
 
@@ -29,6 +38,11 @@ logger = logging.getLogger(__name__)
 
 _EXCERPT_CHARS = 200
 _REDACTED = "***"
+_PROBE_TIMEOUT_S = 15.0
+_RETRIED_STATUSES = frozenset({408, 429})
+_UNAVAILABLE_STATUSES = frozenset({401, 403, 404, 408, 429})
+_NO_MODELS_LIST = frozenset({404, 405})
+_MODEL_TIMEOUTS = (httpx.ReadTimeout, httpx.WriteTimeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +62,37 @@ class BackoffPolicy:
         """``status`` None means a transport error; ``attempt`` counts from 0."""
         if attempt >= self.max_retries:
             return False
-        return status is None or status == 429 or status >= 500
+        return status is None or status in _RETRIED_STATUSES or status >= 500
 
     def delay_s(self, attempt: int, retry_after_s: float | None, jitter: float) -> float:
         if retry_after_s is not None and 0 <= retry_after_s <= self.retry_after_cap_s:
             return retry_after_s
         exponential = min(self.cap_s, self.base_s * 2**attempt)
         return exponential * (0.5 + jitter / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """One failed attempt: ``status`` None is a transport error; ``reason`` is key-free."""
+
+    reason: str
+    status: int | None = None
+    retry_after_s: float | None = None
+    model_timeout: bool = False
+
+    @property
+    def infrastructure(self) -> bool:
+        """Whether the failure is the endpoint's, not the model's (see the module docstring)."""
+        if self.status is None:
+            return not self.model_timeout
+        return self.status in _UNAVAILABLE_STATUSES or self.status >= 500
+
+    def message(self, attempts: int) -> str:
+        return f"{self.reason} (after {attempts} attempt(s))"
+
+    def error(self, attempts: int) -> AutorayError:
+        message = self.message(attempts)
+        return ProviderUnavailableError(message) if self.infrastructure else ProviderError(message)
 
 
 class OpenAIProvider:
@@ -71,7 +109,8 @@ class OpenAIProvider:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._entry = entry
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._base_url = base_url.rstrip("/")
+        self._url = self._base_url + "/chat/completions"
         self._api_key_env = api_key_env
         self._model = wire_model_name(entry)
         self._policy = BackoffPolicy(max_retries=entry.max_retries)
@@ -104,34 +143,71 @@ class OpenAIProvider:
             body["tools"] = tools
         if metadata:
             body["metadata"] = dict(metadata)
-        response = self._post_with_retries(body, key)
+        response = self._with_retries(lambda: self._post(body, key), key)
         return self._parse(response, key)
+
+    def probe(self) -> None:
+        """The preflight's one cheap call: ``GET {base_url}/models``, else (when the endpoint
+        lists no models: 404 or 405) a 1-token completion.
+
+        Raises :class:`ProviderUnavailableError` naming the endpoint and the status when the
+        endpoint cannot be used (no key, unreachable, 401/403, 404 on the model, 429 or 5xx
+        after the retries). Any other answer to the completion, a 400 included, passes: the
+        endpoint was reached and took the key, which is all a preflight can know before a
+        case runs (a reasoning model, for one, may refuse ``max_tokens``).
+        """
+        key = self._api_key()
+        listed = self._attempts(lambda: self._get_models(key), key)
+        if isinstance(listed, httpx.Response):
+            return
+        if listed[0].status not in _NO_MODELS_LIST:
+            raise ProviderUnavailableError(listed[0].message(listed[1]))
+        body: dict[str, Any] = {
+            "model": self._model,
+            "messages": [{"role": "user", "content": "ping"}],
+            "max_tokens": 1,
+        }
+        completed = self._attempts(lambda: self._post(body, key, _PROBE_TIMEOUT_S), key)
+        if isinstance(completed, tuple) and completed[0].infrastructure:
+            raise completed[0].error(completed[1])
 
     def _api_key(self) -> str | None:
         if self._api_key_env is None:
             return None
         key = read_secret(self._api_key_env)
         if key is None:
-            raise ProviderError(
-                f"model {self._model!r}: the API key variable {self._api_key_env!r} is not set; "
-                f"export {self._api_key_env}=<your key> before running"
+            raise ProviderUnavailableError(
+                f"model {self._model!r}: the API key variable {self._api_key_env!r} is not set "
+                f"where this runs; export {self._api_key_env}=<your key> in the environment of "
+                "`ray start` on every node (or of the command, for a local Ray)"
             )
         return key
 
-    def _post_with_retries(self, body: dict[str, Any], key: str | None) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+    def _with_retries(self, send: Callable[[], httpx.Response], key: str | None) -> httpx.Response:
+        """The successful response, or the last failure as the error its kind calls for."""
+        outcome = self._attempts(send, key)
+        if isinstance(outcome, httpx.Response):
+            return outcome
+        failure, attempts = outcome
+        raise failure.error(attempts)
+
+    def _attempts(
+        self, send: Callable[[], httpx.Response], key: str | None
+    ) -> httpx.Response | tuple[_Failure, int]:
+        """``send`` until it succeeds or the policy gives up: the response, or the last failure
+        with the number of attempts made."""
         attempt = 0
         while True:
-            status, retry_after, failure = self._attempt(body, headers, key)
-            if isinstance(failure, httpx.Response):
-                return failure
-            if not self._policy.should_retry(attempt, status):
-                raise ProviderError(f"{failure} (after {attempt + 1} attempt(s))")
-            delay = self._policy.delay_s(attempt, retry_after, self._jitter())
+            outcome = self._attempt(send, key)
+            if isinstance(outcome, httpx.Response):
+                return outcome
+            if not self._policy.should_retry(attempt, outcome.status):
+                return outcome, attempt + 1
+            delay = self._policy.delay_s(attempt, outcome.retry_after_s, self._jitter())
             logger.warning(
                 "model %s: %s; retry %d of %d in %.2fs",
                 self._model,
-                failure,
+                outcome.reason,
                 attempt + 1,
                 self._policy.max_retries,
                 delay,
@@ -139,20 +215,34 @@ class OpenAIProvider:
             self._sleep(delay)
             attempt += 1
 
+    def _post(
+        self, body: dict[str, Any], key: str | None, timeout_s: float | None = None
+    ) -> httpx.Response:
+        timeout = timeout_s if timeout_s is not None else self._entry.timeout_s
+        return self._client.post(self._url, json=body, headers=_auth(key), timeout=timeout)
+
+    def _get_models(self, key: str | None) -> httpx.Response:
+        timeout = min(self._entry.timeout_s, _PROBE_TIMEOUT_S)
+        return self._client.get(self._base_url + "/models", headers=_auth(key), timeout=timeout)
+
     def _attempt(
-        self, body: dict[str, Any], headers: dict[str, str], key: str | None
-    ) -> tuple[int | None, float | None, httpx.Response | str]:
-        """One POST: the response when it succeeded, else (status, Retry-After, reason)."""
+        self, send: Callable[[], httpx.Response], key: str | None
+    ) -> httpx.Response | _Failure:
+        """One request: the response when it succeeded, else what went wrong."""
         try:
-            response = self._client.post(self._url, json=body, headers=headers)
+            response = send()
         except httpx.TransportError as exc:
-            reason = f"model {self._model!r} at {self._url}: {type(exc).__name__}: {exc}"
-            return None, None, _redact(reason, key)
+            where = exc.request.url if _has_request(exc) else self._url
+            reason = f"model {self._model!r} at {where}: {type(exc).__name__}: {exc}"
+            return _Failure(_redact(reason, key), model_timeout=isinstance(exc, _MODEL_TIMEOUTS))
         if response.is_success:
-            return response.status_code, None, response
+            return response
         excerpt = _redact(response.text[:_EXCERPT_CHARS], key)
-        reason = f"model {self._model!r} at {self._url}: HTTP {response.status_code}: {excerpt}"
-        return response.status_code, _retry_after_s(response.headers), reason
+        reason = (
+            f"model {self._model!r} at {response.request.url}: "
+            f"HTTP {response.status_code}: {excerpt}"
+        )
+        return _Failure(reason, response.status_code, _retry_after_s(response.headers))
 
     def _parse(self, response: httpx.Response, key: str | None) -> ChatResponse:
         try:
@@ -225,6 +315,18 @@ def _retry_after_s(headers: httpx.Headers) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+
+def _auth(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 - httpx raises when the error carries no request
+    except RuntimeError:
+        return False
+    return True
 
 
 def _redact(text: str, key: str | None) -> str:

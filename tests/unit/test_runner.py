@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,12 @@ import pytest
 
 from autoray.cases import AGENTIC_SYSTEM_PROMPT, DEFAULT_SYSTEM_PROMPT, GoldenCase
 from autoray.config import RunnerConfig, SandboxConfig
-from autoray.errors import ProviderError, SandboxUnavailableError
+from autoray.errors import (
+    GraderUnavailableError,
+    ProviderError,
+    ProviderUnavailableError,
+    SandboxUnavailableError,
+)
 from autoray.providers.base import ChatResponse, ToolCall
 from autoray.runner import (
     TOOL_SCHEMAS,
@@ -345,6 +352,19 @@ def test_provider_error_is_a_score_zero_row_keeping_earlier_usage(
     assert (outcome.cost_usd, outcome.input_tokens) == (0.001, 10)
 
 
+def test_provider_unavailable_propagates_instead_of_becoming_a_row(
+    sandbox: ProcessSandbox,
+) -> None:
+    """Issue 9, finding 1: an endpoint that cannot be used says nothing about the model."""
+    down = ProviderUnavailableError("model 'm' at http://127.0.0.1:9: ConnectError (after 4)")
+    text_provider = ScriptedProvider([down])
+    with pytest.raises(ProviderUnavailableError, match="ConnectError"):
+        run_case(TEXT, provider=text_provider, sandbox=None, config=CONFIG)
+    mid_loop = ScriptedProvider([_reply(None, _call("bash", command="true")), down])
+    with pytest.raises(ProviderUnavailableError):
+        run_case(AGENTIC, provider=mid_loop, sandbox=sandbox, config=CONFIG)
+
+
 def test_errors_are_redacted_and_capped() -> None:
     secret = "sk-proj-abcdefghijklmnop1234"
     error = ProviderError(
@@ -390,6 +410,81 @@ def test_sandbox_unavailable_propagates(tmp_path: Path) -> None:
             config=CONFIG,
         )
     box.destroy()
+
+
+class FailingSandbox(ProcessSandbox):
+    """Writes or spawns fail with an ``OSError`` of the host (``fail`` names which)."""
+
+    def __init__(self, *args: Any, fail: str, code: int = errno.ENOSPC, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail = fail
+        self.code = code
+        self.armed = False
+
+    def write_file(self, path: str, content: str) -> None:
+        if self.armed and self.fail == "write":
+            raise OSError(self.code, os.strerror(self.code), path)
+        super().write_file(path, content)
+
+    def exec(self, command: str, *, timeout_s: float, cwd: str | None = None) -> ExecResult:
+        if self.armed and self.fail == "spawn":
+            raise OSError(self.code, os.strerror(self.code))
+        return super().exec(command, timeout_s=timeout_s, cwd=cwd)
+
+
+@pytest.fixture
+def failing(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FailingSandbox]:
+    fail, code = request.param
+    box = FailingSandbox(SandboxConfig(), base_dir=str(tmp_path), fail=fail, code=code)
+    box.start("failing")
+    yield box
+    box.destroy()
+
+
+class ArmingProvider(ScriptedProvider):
+    """Answers with the reference, arming the sandbox's fault once the model has answered, so
+    only the grader meets it."""
+
+    def __init__(self, box: FailingSandbox, answer: str) -> None:
+        super().__init__([_reply(answer)])
+        self.box = box
+
+    def chat(self, messages: list[dict[str, Any]], **kwargs: Any) -> ChatResponse:
+        self.box.armed = True
+        return super().chat(messages, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("failing", "what"),
+    [(("write", errno.ENOSPC), "stage"), (("spawn", errno.EAGAIN), "spawn")],
+    indirect=["failing"],
+)
+def test_grader_that_cannot_be_staged_or_spawned_is_infrastructure(
+    failing: FailingSandbox, what: str
+) -> None:
+    """Issue 9, finding 8b: this was a failed verdict, a silent score 0."""
+    provider = ArmingProvider(failing, PROGRAM.reference.answer)
+    with pytest.raises(GraderUnavailableError, match=f"could not {what}") as info:
+        run_case(PROGRAM, provider=provider, sandbox=failing, config=CONFIG)
+    assert os.strerror(failing.code) in str(info.value)
+
+
+@pytest.mark.parametrize("failing", [("write", errno.EISDIR)], indirect=True)
+def test_grader_path_blocked_by_the_models_own_files_is_its_failure(
+    failing: FailingSandbox,
+) -> None:
+    """With tools, a directory the model put where the grader's file goes is its doing."""
+    case = _case(
+        id="debugging-bug_fixing-runner-blocked",
+        files={"app.py": "x = 1\n"},
+        check={"kind": "program", "command": "true", "files": {"check.py": "pass\n"}},
+        reference={"answer": "done"},
+        wrong_answer="nope",
+    )
+    outcome = run_case(
+        case, provider=ArmingProvider(failing, "done"), sandbox=failing, config=CONFIG
+    )
+    assert outcome.score == 0.0 and outcome.error is None
 
 
 def test_case_needing_a_sandbox_without_one_is_infrastructure() -> None:
