@@ -11,6 +11,14 @@ Test hooks (``test_hooks=True`` only; never enabled by ``autoray sim serve``):
 ``POST /_faults`` queues faults for a model (or all models), consumed one per chat request, so
 provider tests can exercise retries over real HTTP; ``DELETE /_faults`` clears them.
 
+TEST FAULT switches (every farm, callers on loopback only): ``POST /admin/faults`` with
+``{"status": 503, "for_s": 12}`` makes every ``/v1`` request answer that status for 12 s (a
+provider outage); ``{"refuse": true, "for_s": 5}`` closes the listening socket and every idle
+connection for 5 s, so new connections are refused as by a server that is down, then listens
+again on the same port. ``GET`` shows the switch, ``DELETE`` turns an outage off. A request from
+any address but loopback gets 403: the switches are for the engine's fault tests and the chaos
+soak (``benchmarks/chaos.py``) on the farm's own machine, never for a peer on the network.
+
 Streaming: a request with ``stream: true`` gets the same answer as ``text/event-stream`` in
 OpenAI's chunk format (:func:`completion_chunks`). Faults apply before the stream starts, as a
 real provider's errors do, so a router can fail over before it has sent a byte.
@@ -20,12 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
+import logging
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +44,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from starlette.background import BackgroundTask
 
 from autoray import simulation
 from autoray.errors import ConfigError, InfrastructureError
@@ -46,8 +57,15 @@ if TYPE_CHECKING:
     from autoray.config import BenchConfig, ModelEntry
     from autoray.settings import Settings
 
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+MAX_FAULT_S = 600.0
+"""The longest a test fault switch stays on: a forgotten switch must not outlive a test run."""
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
+_GRACEFUL_STOP_S = 2
+"""How long requests in flight may finish when the farm stops listening (``refuse``)."""
 _ANY_MODEL = "*"
 _CHUNK_CHARS = 4
 """Characters per streamed piece: one simulated token (see ``simulation.count_tokens``)."""
@@ -105,14 +123,61 @@ class FaultRequest(BaseModel):
     faults: list[Fault] = Field(min_length=1)
 
 
+class FaultSwitch(BaseModel):
+    """A TEST FAULT switch, on for ``for_s`` seconds: answer every ``/v1`` request with
+    ``status`` (an outage), or ``refuse`` connections (a server that is down)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(default=None, ge=400, le=599)
+    refuse: StrictBool = False
+    for_s: float = Field(gt=0, le=MAX_FAULT_S)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FaultSwitch:
+        if (self.status is None) == (not self.refuse):
+            raise ValueError(
+                "give exactly one of status (e.g. 503) and refuse: true, "
+                f"got status={self.status!r}, refuse={self.refuse!r}"
+            )
+        return self
+
+
+class _Outage:
+    """The status every ``/v1`` request gets until a moment (monotonic clock), or none."""
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.until = 0.0
+
+    def switch_on(self, status: int, for_s: float) -> None:
+        self.status, self.until = status, time.monotonic() + for_s
+
+    def switch_off(self) -> None:
+        self.status, self.until = None, 0.0
+
+    def remaining_s(self) -> float:
+        return max(0.0, self.until - time.monotonic()) if self.status is not None else 0.0
+
+    def current(self) -> int | None:
+        return self.status if self.remaining_s() > 0 else None
+
+
+RefuseHook = Callable[[float], None]
+"""Stops the farm listening for that many seconds; given by the server that runs the app."""
+
+
 class _Farm:
-    """What the app serves: models by wire name, cases by prompt, and queued test faults."""
+    """What the app serves: models by wire name, cases by prompt, queued test faults and the
+    test fault switches."""
 
     def __init__(self, models: Sequence[ModelEntry], dataset: Dataset, seed: int) -> None:
         self.models = _models_by_wire_name(models)
         self.cases = {case.prompt.strip(): case for case in dataset.cases}
         self.seed = seed
         self.faults: dict[str, deque[Fault]] = {}
+        self.outage = _Outage()
+        self.refuse: RefuseHook | None = None
 
     def queue_faults(self, request: FaultRequest) -> None:
         queue = self.faults.setdefault(request.model, deque())
@@ -144,10 +209,20 @@ class _Farm:
 
 
 def build_farm_app(
-    models: Sequence[ModelEntry], dataset: Dataset, *, seed: int, test_hooks: bool = False
+    models: Sequence[ModelEntry],
+    dataset: Dataset,
+    *,
+    seed: int,
+    test_hooks: bool = False,
+    refuse: RefuseHook | None = None,
 ) -> FastAPI:
-    """The farm as a FastAPI app; non-simulated entries are ignored, skills checked up front."""
+    """The farm as a FastAPI app; non-simulated entries are ignored, skills checked up front.
+
+    ``refuse`` is how the server running the app stops listening for a while; without it the
+    ``refuse`` test fault answers 501 (an app under a test client has no socket to close).
+    """
     farm = _Farm(models, dataset, seed)
+    farm.refuse = refuse
     app = FastAPI(title="autoray SIMULATED model farm (not real models)", docs_url=None)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
@@ -161,8 +236,11 @@ def build_farm_app(
         }
 
     @app.get("/v1/models")
-    async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [_model_card(name) for name in farm.models]}
+    async def list_models() -> Response:
+        outage = farm.outage.current()
+        if outage is not None:
+            return _outage_response(outage)
+        return JSONResponse({"object": "list", "data": [_model_card(name) for name in farm.models]})
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: ChatRequest) -> Response:
@@ -170,7 +248,92 @@ def build_farm_app(
 
     if test_hooks:
         _add_fault_routes(app, farm)
+    _add_fault_switches(app, farm)
     return app
+
+
+def _add_fault_switches(app: FastAPI, farm: _Farm) -> None:
+    """The TEST FAULT switches under ``/admin/faults``, for loopback callers only."""
+
+    @app.post("/admin/faults", status_code=202)
+    async def switch_on(switch: FaultSwitch, request: Request) -> Response:
+        refused = _refuse_non_loopback(request)
+        if refused is not None:
+            return refused
+        if switch.refuse:
+            return _switch_refuse(farm, switch.for_s)
+        assert switch.status is not None  # FaultSwitch holds exactly one kind
+        farm.outage.switch_on(switch.status, switch.for_s)
+        logger.warning(
+            "SIMULATED farm, test fault: every /v1 request answers HTTP %d for %g s",
+            switch.status,
+            switch.for_s,
+        )
+        return JSONResponse(_switch_state(farm), status_code=202)
+
+    @app.get("/admin/faults")
+    async def show(request: Request) -> Response:
+        return _refuse_non_loopback(request) or JSONResponse(_switch_state(farm))
+
+    @app.delete("/admin/faults")
+    async def switch_off(request: Request) -> Response:
+        refused = _refuse_non_loopback(request)
+        if refused is not None:
+            return refused
+        farm.outage.switch_off()
+        return JSONResponse(_switch_state(farm))
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ``::1`` and IPv4-mapped loopback; False for names and None."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def _refuse_non_loopback(request: Request) -> Response | None:
+    host = request.client.host if request.client is not None else None
+    if is_loopback(host):
+        return None
+    return _error(
+        403,
+        f"the simulated farm's test fault switches answer loopback callers only, not {host!r}; "
+        "call them on the farm's own machine at http://127.0.0.1:PORT/admin/faults",
+        code="test_faults_loopback_only",
+    )
+
+
+def _switch_refuse(farm: _Farm, for_s: float) -> Response:
+    if farm.refuse is None:
+        return _error(
+            501,
+            "refuse needs the farm's own server (serve_farm or autoray sim serve): this app "
+            "runs without a socket it can close; use status instead",
+            param="refuse",
+        )
+    logger.warning("SIMULATED farm, test fault: connections refused for %g s", for_s)
+    body = {"test_fault": True, "refuse": True, "for_s": for_s}
+    # After the answer is sent, so the caller learns the switch is on before the port closes.
+    return JSONResponse(body, status_code=202, background=BackgroundTask(farm.refuse, for_s))
+
+
+def _switch_state(farm: _Farm) -> dict[str, Any]:
+    return {
+        "test_fault": True,
+        "status": farm.outage.current(),
+        "remaining_s": round(farm.outage.remaining_s(), 3),
+    }
+
+
+def _outage_response(status: int) -> Response:
+    return _error(
+        status,
+        f"simulated outage: HTTP {status} (test fault switch of the simulated farm)",
+        code="sim_outage",
+    )
 
 
 def _add_fault_routes(app: FastAPI, farm: _Farm) -> None:
@@ -186,6 +349,9 @@ def _add_fault_routes(app: FastAPI, farm: _Farm) -> None:
 
 
 async def _complete(farm: _Farm, request: ChatRequest, test_hooks: bool) -> Response:
+    outage = farm.outage.current()
+    if outage is not None:  # an outage answers before anything else is looked at
+        return _outage_response(outage)
     entry = farm.models.get(request.model)
     if entry is None:
         return _error(
@@ -400,13 +566,22 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
+def farm_host(alive_nodes: int, node_ip: str) -> str:
+    """The address the farm listens on: loopback on a one-node cluster, else the node's IP.
+
+    Lanes run on every node of a cluster; a farm on 127.0.0.1 is out of reach for lanes on the
+    other nodes, which wrote connection-refused rows before this choice (issue 9, finding 1).
+    """
+    return node_ip if alive_nodes > 1 else LOOPBACK
+
+
 @contextmanager
 def serve_farm(
     models: Sequence[ModelEntry],
     dataset: Dataset,
     *,
     seed: int,
-    host: str = "127.0.0.1",
+    host: str = LOOPBACK,
     port: int = 0,
     test_hooks: bool = False,
 ) -> Iterator[str]:
@@ -415,21 +590,93 @@ def serve_farm(
     Binding the socket here (port 0 = a free port) tells the caller the port before the server
     starts, with no race for it.
     """
-    app = build_farm_app(models, dataset, seed=seed, test_hooks=test_hooks)
-    sock = _bind(host, port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="autoray-sim-farm", daemon=True
+    server = _FarmServer(
+        lambda refuse: build_farm_app(
+            models, dataset, seed=seed, test_hooks=test_hooks, refuse=refuse
+        ),
+        host,
+        port,
+        log_level="warning",
     )
+    thread = threading.Thread(target=server.serve, name="autoray-sim-farm", daemon=True)
     thread.start()
     try:
-        url = f"http://{host}:{sock.getsockname()[1]}"
-        _wait_healthy(url, server, thread)
-        yield url + "/v1"
+        _wait_healthy(server.url, server, thread)
+        yield server.url + "/v1"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(_STOP_TIMEOUT_S)
-        sock.close()
+
+
+class _FarmServer:
+    """uvicorn serving the farm app, able to stop listening for a while: the ``refuse`` test
+    fault. Each listening period is a fresh uvicorn server on a fresh socket bound to the same
+    port, so refused connections are real ``ECONNREFUSED``, as from a server that is down."""
+
+    def __init__(
+        self, make_app: Callable[[RefuseHook], FastAPI], host: str, port: int, *, log_level: str
+    ) -> None:
+        self._app = make_app(self.refuse_for)  # first: a bad model list fails before the bind
+        self._host = host
+        self._log_level = log_level
+        self._sock = _bind(host, port)
+        self.port = int(self._sock.getsockname()[1])
+        self._uvicorn: uvicorn.Server | None = None
+        self._resume_at = 0.0
+        self._stopped = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    def serve(self) -> None:
+        """Serve until :meth:`stop`, pausing whenever :meth:`refuse_for` asks to."""
+        sock: socket.socket | None = self._sock
+        while sock is not None:
+            self._uvicorn = uvicorn.Server(self._config())
+            try:
+                self._uvicorn.run(sockets=[sock])
+            finally:
+                sock.close()
+            sock = self._after_pause()
+
+    def refuse_for(self, seconds: float) -> None:
+        """Close the listener and idle connections now; listen again after ``seconds``."""
+        self._resume_at = time.monotonic() + seconds
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+
+    @property
+    def serving(self) -> bool:
+        return self._uvicorn is not None and self._uvicorn.started
+
+    def _after_pause(self) -> socket.socket | None:
+        """A new socket on the same port once a refuse window is over; None when stopped."""
+        wait_s = self._resume_at - time.monotonic()
+        if self._stopped.is_set() or self._stopped.wait(max(0.0, wait_s)):
+            return None
+        if self._resume_at == 0.0:  # uvicorn stopped on its own (a signal), not for a pause
+            return None
+        self._resume_at = 0.0
+        try:
+            return _bind(self._host, self.port)
+        except ConfigError as err:
+            logger.error("SIMULATED farm cannot listen again after a refuse fault: %s", err)
+            return None
+
+    def _config(self) -> uvicorn.Config:
+        return uvicorn.Config(
+            self._app,
+            log_level=self._log_level,
+            lifespan="off",
+            proxy_headers=False,  # the loopback check reads the peer, never a forwarded header
+            timeout_graceful_shutdown=_GRACEFUL_STOP_S,
+        )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -445,9 +692,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _wait_healthy(url: str, server: uvicorn.Server, thread: threading.Thread) -> None:
+def _wait_healthy(url: str, server: _FarmServer, thread: threading.Thread) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while not server.started:
+    while not server.serving:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise InfrastructureError(
                 f"the simulated farm did not start at {url} within {_START_TIMEOUT_S:g}s; "
@@ -482,9 +729,10 @@ def run_farm(
     The socket is bound first so that a port in use is a clear :class:`ConfigError` rather
     than a uvicorn log line and a bare exit.
     """
-    app = build_farm_app(models, dataset, seed=seed)
-    sock = _bind(host, port)
-    try:
-        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
-    finally:
-        sock.close()
+    server = _FarmServer(
+        lambda refuse: build_farm_app(models, dataset, seed=seed, refuse=refuse),
+        host,
+        port,
+        log_level="info",
+    )
+    server.serve()

@@ -1,5 +1,6 @@
 """The simulated model farm over real HTTP on 127.0.0.1: its OpenAI-compatible surface,
-labelling, latency, error format, test hooks, and its lifecycle helpers."""
+labelling, latency, error format, test hooks, test fault switches, the address it listens on,
+and its lifecycle helpers."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ import pytest
 from autoray.cases import Dataset, GoldenCase
 from autoray.config import BenchConfig, ModelEntry, PriceConfig
 from autoray.errors import ConfigError
-from autoray.providers.simfarm import build_farm_app, farm_url_for, serve_farm
+from autoray.providers.simfarm import (
+    LOOPBACK,
+    build_farm_app,
+    farm_host,
+    farm_url_for,
+    is_loopback,
+    serve_farm,
+)
 from autoray.settings import Settings
 from autoray.simulation import SIMULATED_FINGERPRINT, count_tokens
 
@@ -477,3 +485,187 @@ def test_sim_serve_cli_port_in_use_exits_2(tmp_path: Path) -> None:
         )
     assert result.returncode == 2 and f"127.0.0.1:{port}" in result.stderr
     assert "pick another --port" in result.stderr and "Traceback" not in result.stderr
+
+
+class TestFaultSwitches:
+    """``/admin/faults``: outages and refused connections for a while, loopback callers only."""
+
+    def test_outage_answers_every_v1_request_then_ends_by_itself(self) -> None:
+        with serve_farm(MODELS, DATASET, seed=0) as url:
+            base = url.removesuffix("/v1")
+            switched = httpx.post(f"{base}/admin/faults", json={"status": 503, "for_s": 1.5})
+            assert switched.status_code == 202
+            assert switched.json()["test_fault"] is True and switched.json()["status"] == 503
+            outage = _chat(base)
+            assert outage.status_code == 503
+            assert outage.json()["error"]["code"] == "sim_outage"
+            assert "test fault switch" in outage.json()["error"]["message"]
+            assert _chat(base, model="no-such-model").status_code == 503  # before any lookup
+            assert httpx.get(f"{base}/v1/models").status_code == 503
+            state = httpx.get(f"{base}/admin/faults").json()
+            assert state["status"] == 503 and 0 < state["remaining_s"] <= 1.5
+            time.sleep(1.6)
+            assert _chat(base).status_code == 200
+            assert httpx.get(f"{base}/admin/faults").json()["status"] is None
+
+    def test_outage_can_be_switched_off(self) -> None:
+        with serve_farm(MODELS, DATASET, seed=0) as url:
+            base = url.removesuffix("/v1")
+            httpx.post(f"{base}/admin/faults", json={"status": 429, "for_s": 60})
+            assert _chat(base).status_code == 429
+            assert httpx.delete(f"{base}/admin/faults").json()["status"] is None
+            assert _chat(base).status_code == 200
+
+    def test_streamed_request_gets_the_outage_before_any_chunk(self) -> None:
+        with serve_farm(MODELS, DATASET, seed=0) as url:
+            httpx.post(url.removesuffix("/v1") + "/admin/faults", json={"status": 503, "for_s": 30})
+            with pytest.raises(openai.InternalServerError) as caught:
+                _client(url.removesuffix("/v1")).chat.completions.create(
+                    model="sim-a", messages=MESSAGES, stream=True
+                )
+            assert caught.value.status_code == 503
+
+    def test_refuse_closes_the_port_then_listens_again_on_it(self) -> None:
+        with serve_farm(MODELS, DATASET, seed=0) as url:
+            base = url.removesuffix("/v1")
+            with httpx.Client(timeout=5) as keep_alive:
+                assert keep_alive.get(f"{base}/healthz").status_code == 200
+                switched = httpx.post(f"{base}/admin/faults", json={"refuse": True, "for_s": 2})
+                assert switched.status_code == 202 and switched.json()["refuse"] is True
+                refused_at = time.monotonic()
+                _wait_refused(base)
+                # The idle keep-alive connection was closed too: no answer comes through it.
+                with pytest.raises(httpx.TransportError):
+                    keep_alive.get(f"{base}/healthz")
+                with pytest.raises(httpx.ConnectError):
+                    _chat(base)
+                health = _poll_until_up(base, within_s=15)
+                assert time.monotonic() - refused_at >= 1.5
+            assert health["status"] == "ok"
+            assert _chat(base).json()["choices"][0]["message"]["content"] == "ValueError"
+        with pytest.raises(httpx.ConnectError):  # and the farm still stops for good
+            httpx.get(f"{base}/healthz", timeout=2)
+
+    def test_refuse_without_a_server_socket_is_501(self) -> None:
+        from fastapi.testclient import TestClient
+
+        app = build_farm_app(MODELS, DATASET, seed=0)
+        with TestClient(app, client=("127.0.0.1", 50000)) as client:
+            response = client.post("/admin/faults", json={"refuse": True, "for_s": 1})
+        assert (
+            response.status_code == 501 and "status instead" in response.json()["error"]["message"]
+        )
+
+    @pytest.mark.parametrize(
+        ("body", "field"),
+        [
+            ({"status": 503}, "for_s"),
+            ({"for_s": 5}, "exactly one of status"),
+            ({"status": 503, "refuse": True, "for_s": 5}, "exactly one of status"),
+            ({"status": 200, "for_s": 5}, "status"),
+            ({"status": 503, "for_s": 601}, "for_s"),
+            ({"status": 503, "for_s": 5, "model": "sim-a"}, "model"),
+        ],
+    )
+    def test_bad_switch_is_400_naming_the_field(
+        self, base: str, body: dict[str, Any], field: str
+    ) -> None:
+        response = httpx.post(f"{base}/admin/faults", json=body)
+        assert response.status_code == 400 and field in response.json()["error"]["message"]
+        assert _chat(base).status_code == 200
+
+    def test_a_caller_that_is_not_loopback_is_refused(self) -> None:
+        address = _non_loopback_address()
+        with serve_farm(MODELS, DATASET, seed=0, host="0.0.0.0") as url:
+            port = url.rsplit(":", 1)[1].removesuffix("/v1")
+            remote = f"http://{address}:{port}"
+            for method in ("POST", "GET", "DELETE"):
+                response = httpx.request(
+                    method, f"{remote}/admin/faults", json={"status": 503, "for_s": 30}
+                )
+                assert response.status_code == 403, method
+                error = response.json()["error"]
+                assert error["code"] == "test_faults_loopback_only"
+                assert repr(address) in error["message"] and "127.0.0.1" in error["message"]
+            assert httpx.post(f"{remote}/v1/chat/completions", json=_body()).status_code == 200
+            # The same farm obeys a loopback caller.
+            local = f"http://127.0.0.1:{port}"
+            assert httpx.post(f"{local}/admin/faults", json={"status": 503, "for_s": 30})
+            assert httpx.post(f"{remote}/v1/chat/completions", json=_body()).status_code == 503
+
+
+def _body() -> dict[str, Any]:
+    return {"model": "sim-a", "messages": MESSAGES}
+
+
+def _non_loopback_address() -> str:
+    """An IPv4 address of this machine that is not loopback, to call the farm from it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # UDP connect sends nothing; it picks the route
+        address = str(probe.getsockname()[0])
+    assert not is_loopback(address), "this machine needs one non-loopback IPv4 address"
+    return address
+
+
+def _wait_refused(base: str) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+        except httpx.ConnectError:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the farm kept accepting connections after refuse")
+
+
+def _poll_until_up(base: str, within_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            return dict(httpx.get(f"{base}/healthz", timeout=1).json())
+        except httpx.ConnectError:
+            time.sleep(0.05)
+    raise AssertionError(f"the farm did not listen again within {within_s} s")
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("192.0.2.7", False),
+        ("::ffff:192.0.2.7", False),
+        ("fd00::2", False),
+        ("localhost", False),  # a peer address is never a name; do not resolve one
+        ("", False),
+        (None, False),
+    ],
+)
+def test_loopback_is_decided_by_the_peer_address(host: str | None, expected: bool) -> None:
+    assert is_loopback(host) is expected
+
+
+class TestFarmAddress:
+    """Where the farm listens: a pure choice standing in for a multi-node cluster here."""
+
+    def test_one_node_listens_on_loopback_only(self) -> None:
+        assert farm_host(1, "10.0.3.7") == LOOPBACK == "127.0.0.1"
+
+    def test_several_nodes_listen_on_the_node_ip(self) -> None:
+        assert farm_host(2, "10.0.3.7") == "10.0.3.7"
+        assert farm_host(40, "fd00::7") == "fd00::7"
+
+    def test_a_cluster_with_no_node_reported_alive_stays_on_loopback(self) -> None:
+        assert farm_host(0, "10.0.3.7") == LOOPBACK
+
+    def test_the_chosen_node_ip_is_reachable_from_another_address(self) -> None:
+        """What the multi-node choice buys: a lane on another host reaches the farm."""
+        address = _non_loopback_address()
+        with serve_farm(MODELS, DATASET, seed=0, host=farm_host(3, address)) as url:
+            assert url.startswith(f"http://{address}:")
+            assert httpx.get(url + "/models").json()["data"][0]["id"] == "sim-a"
+            port = url.rsplit(":", 1)[1].removesuffix("/v1")
+            with pytest.raises(httpx.ConnectError):  # not on loopback as well
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
