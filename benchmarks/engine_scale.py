@@ -25,6 +25,7 @@ from typing import Any
 import ray
 
 from actors.clients import get_or_create_coordinator
+from actors.placement import CONTAINER_RESOURCE
 from benchmarks.machine import machine
 
 
@@ -126,7 +127,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(include_dashboard=False, log_to_driver=False)
+    containers = {CONTAINER_RESOURCE: max(args.budgets)}
+    ray.init(address="local", resources=containers, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/bench.db"
         client = get_or_create_coordinator(url, namespace=f"autoray-bench-{uuid.uuid4().hex[:6]}")
