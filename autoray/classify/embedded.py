@@ -234,6 +234,10 @@ class EmbeddedClassifier:
             truncated=truncated,
         )
 
+    def probabilities(self, text: str) -> NDArray[np.float64]:
+        """Each route's probability (in :attr:`EmbeddedModel.routes` order) for ``text``."""
+        return self.model.probabilities(bounded_prefix(text)[0])
+
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The route of each text (read through its bounded prefix), for evaluation."""
         return self.model.predict([bounded_prefix(text)[0] for text in texts])

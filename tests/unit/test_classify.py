@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from autoray.classify import (
 )
 from autoray.classify.baseline import train_baseline
 from autoray.classify.embedded import (
+    Combine,
+    EmbeddedModel,
     ModelSpec,
     RowSpace,
     design_matrix,
@@ -291,6 +294,50 @@ def test_clear_requests_go_to_their_task_type(
 def test_the_embedded_classifier_learns_far_beyond_chance(embedded: EmbeddedClassifier) -> None:
     result = evaluate(embedded.name, embedded.predict, EVAL)
     assert result.accuracy > 3 / len(ROUTES)
+
+
+def _reference_probabilities(model: EmbeddedModel, texts: list[str]) -> np.ndarray:
+    """Each member's training-time design matrix times its weights, softmaxed, averaged: the
+    probabilities scikit-learn's ``predict_proba`` would give, computed without the serving path.
+    """
+    total = np.zeros((len(texts), len(model.routes)))
+    for member in model.members:
+        scores = design_matrix(member.blocks, texts) @ member.coef + member.intercept
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        total += shifted / shifted.sum(axis=1, keepdims=True)
+    return total / len(model.members)
+
+
+def _assert_serves_as_trained(classifier: EmbeddedClassifier, requests: Sequence[LabelledRequest]):
+    texts = training_texts(requests)
+    expected = _reference_probabilities(classifier.model, texts)
+    served = np.array([classifier.probabilities(text) for text in texts])
+    assert np.abs(served - expected).max() < 1e-6
+    routes = [classifier.model.routes[i] for i in expected.argmax(axis=1)]
+    assert [classifier.classify(r.text).route for r in requests] == routes
+    assert classifier.predict([r.text for r in requests]) == routes
+
+
+def test_serving_gives_the_training_time_probabilities_for_every_labelled_request(
+    embedded: EmbeddedClassifier,
+) -> None:
+    _assert_serves_as_trained(embedded, REQUESTS)
+
+
+@pytest.mark.parametrize(
+    ("features", "combine"),
+    [
+        (FeatureSpec(word_ngrams=1, char_ngrams=None), "joint"),
+        (FeatureSpec(word_ngrams=0, char_ngrams=(3, 6)), "joint"),
+        (FeatureSpec(word_ngrams=2, char_ngrams=(2, 4), structural=True, prose_words=True), "joint"),
+        (FeatureSpec(word_ngrams=1, char_ngrams=(2, 5), sublinear_tf=True), "average"),
+    ],
+)
+def test_serving_matches_training_for_other_settings(
+    features: FeatureSpec, combine: Combine
+) -> None:
+    classifier = train_embedded(split(SMALL, "train"), ModelSpec(features, 10.0, combine))
+    _assert_serves_as_trained(classifier, SMALL)
 
 
 # --- cross-validation -------------------------------------------------------------------------
