@@ -3,10 +3,15 @@ coordinator, start or resume a run, and follow its progress until it ends.
 
 Everything a user can get wrong (the config, the budget, the sandbox backend) is checked here,
 before Ray starts, so mistakes cost a second rather than a cluster start.
+
+Without an address (or with ``local``) the driver starts a local Ray of its own, which declares
+the run's budget of live containers as the custom resource lanes ask for
+(:data:`actors.placement.CONTAINER_RESOURCE`); a cluster the driver joins declares its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from dataclasses import dataclass
@@ -21,23 +26,30 @@ from actors.clients import (
     find_coordinator,
     get_or_create_coordinator,
 )
-from autoray.config import config_snapshot, load_config
+from actors.placement import CONTAINER_RESOURCE
+from autoray.config import BenchConfig, config_snapshot, load_config
+from autoray.engine.progress import RunProgress, render_progress
 from autoray.errors import InfrastructureError
 from autoray.planning import check_budget
-from autoray.progress import RunProgress, render_progress
 from autoray.sandbox import BACKENDS
 from autoray.settings import Settings, resolve_database_url
+from autoray.store import open_store, repo, upgrade_async
 
 _POLL_S = 0.5
 _PLAIN_EVERY_S = 5.0
+DEFAULT_BUDGET = BenchConfig.model_fields["max_live_containers"].default
 
 
 @dataclass(frozen=True)
 class DriverOptions:
+    """How to reach Ray. ``local_containers`` raises what a local Ray started here declares
+    above the run's own budget, so runs started later on the same cluster fit beside it."""
+
     address: str | None = None
     database_url: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     log_to_driver: bool = False
+    local_containers: int | None = None
 
 
 def prepare(
@@ -64,16 +76,33 @@ def absolute_sqlite_url(url: str) -> str:
     return f"{scheme}:///{Path(path).resolve()}"
 
 
-def connect(options: DriverOptions, settings: Settings) -> None:
+def connect(options: DriverOptions, settings: Settings, *, budget: int | None = None) -> None:
+    """Join the cluster at the address given, or start a local Ray that declares
+    :func:`local_containers` live containers for ``budget`` (the run's max_live_containers)."""
     if ray.is_initialized():
         return
+    common: dict[str, Any] = {
+        "namespace": options.namespace,
+        "log_to_driver": options.log_to_driver,
+        "configure_logging": False,
+    }
+    if not starts_local_ray(options, settings):
+        ray.init(address=options.address or settings.ray_address, **common)
+        return
+    containers = local_containers(budget, options.local_containers)
+    ray.init(address="local", resources={CONTAINER_RESOURCE: containers}, **common)
+
+
+def starts_local_ray(options: DriverOptions, settings: Settings) -> bool:
+    """Whether :func:`connect` would start a Ray of its own (no address, or ``local``)."""
     address = options.address or settings.ray_address
-    ray.init(
-        address=address,
-        namespace=options.namespace,
-        log_to_driver=options.log_to_driver,
-        configure_logging=False,
-    )
+    return not ray.is_initialized() and address in (None, "local")
+
+
+def local_containers(budget: int | None, configured: int | None = None) -> int:
+    """What a local Ray declares: the run's budget (else the default budget of 100), or the
+    configured number when that is larger."""
+    return max(budget or DEFAULT_BUDGET, configured or 0)
 
 
 def coordinator(options: DriverOptions, database_url: str) -> CoordinatorClient:
@@ -89,7 +118,7 @@ def start(
 ) -> tuple[CoordinatorClient, str, str]:
     """Check the config, reach the cluster and start a run; returns (client, run id, db URL)."""
     snapshot, url = prepare(config_path, options, settings)
-    connect(options, settings)
+    connect(options, settings, budget=snapshot["max_live_containers"])
     client = coordinator(options, url)
     return client, client.start_run(snapshot, sim_url=settings.sim_url), url
 
@@ -99,10 +128,29 @@ def resume(
 ) -> tuple[CoordinatorClient, str]:
     """Reach the cluster and resume a run still marked running; returns (client, db URL)."""
     url = absolute_sqlite_url(resolve_database_url(options.database_url, settings))
-    connect(options, settings)
+    budget = stored_budget(url, run_id) if starts_local_ray(options, settings) else None
+    connect(options, settings, budget=budget)
     client = coordinator(options, url)
     client.resume_run(run_id, sim_url=settings.sim_url)
     return client, url
+
+
+def stored_budget(url: str, run_id: str) -> int | None:
+    """The max_live_containers the run was started with, so that a local Ray started to resume
+    it declares enough containers; None for a run the database does not hold."""
+
+    async def _read() -> int | None:
+        await upgrade_async(url)
+        store = open_store(url)
+        try:
+            async with store.session() as session:
+                record = await repo.get_run(session, run_id=run_id)
+        finally:
+            await store.close()
+        budget = None if record is None else record.config.get("max_live_containers")
+        return budget if isinstance(budget, int) else None
+
+    return asyncio.run(_read())
 
 
 def follow(

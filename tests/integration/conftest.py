@@ -16,18 +16,30 @@ import pytest
 import yaml
 
 from autoray.cases import load_dataset
-from autoray.progress import RunProgress
+from autoray.engine.progress import RunProgress
 from autoray.results import CaseResult
 from autoray.store import open_store, repo
 from autoray.table import RoutingTable
+
+CLUSTER_CONTAINERS = 64
+"""The live containers (``autoray_container``) the shared cluster declares: more than any one
+test's run needs, so every run fits; placement tests hold most of them to make a run wait."""
 
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
     import ray
 
+    from actors.placement import CONTAINER_RESOURCE
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        resources={CONTAINER_RESOURCE: CLUSTER_CONTAINERS},
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     try:
         yield
     finally:
