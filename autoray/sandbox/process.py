@@ -290,9 +290,10 @@ class ProcessSandbox(Sandbox):
     ) -> None:
         _check_isolation(isolation)
         _find_shell()
+        if base_dir is None:  # the sandbox root is ours to create; a caller's base_dir is not
+            with contextlib.suppress(OSError):
+                os.makedirs(sandbox_root(config), exist_ok=True)
         base = base_dir or sandbox_root(config)
-        with contextlib.suppress(OSError):
-            os.makedirs(base, exist_ok=True)
         if not (os.path.isdir(base) and os.access(base, os.W_OK | os.X_OK)):
             raise SandboxUnavailableError(
                 f"process sandbox root {base!r} is not a writable directory; "
