@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,6 +28,28 @@ from autoray.sandbox import (
 )
 
 NO_ENGINE = "unix:///nonexistent.sock"
+_LANE_PROCESS = """import sys, time
+from autoray.config import SandboxConfig
+from autoray.sandbox import create_sandbox
+box = create_sandbox(SandboxConfig.model_validate_json(sys.argv[1]))
+box.start(sys.argv[2], run_id=sys.argv[3])
+box.write_file("work.txt", "in progress")
+print("started", flush=True)
+time.sleep(600)
+"""
+
+
+def _kill_a_lane_process(config: SandboxConfig, lane: str, run_id: str) -> None:
+    """Start a sandbox in a real process, then SIGKILL it: its ``destroy`` never runs."""
+    argv = [sys.executable, "-c", _LANE_PROCESS, config.model_dump_json(), lane, run_id]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == "started\n"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
 
 
 def _lanes(run_id: str, count: int) -> list[str]:
@@ -127,6 +152,15 @@ def test_preflight_names_an_unusable_root(tmp_path: Path) -> None:
 # --- process: cleanup by run and lane -------------------------------------------------------
 
 
+def test_a_killed_lanes_directory_is_removed_by_the_runs_cleanup(config: SandboxConfig) -> None:
+    (lane,) = _lanes("run-a", 1)
+    _kill_a_lane_process(config, lane, "run-a")
+    left = lane_directory(str(config.root), "run-a", lane)
+    assert Path(left, "work.txt").read_text() == "in progress"  # leaked by the kill
+    assert remove_sandboxes(config, run_id="run-a") == 1
+    assert not os.path.exists(left)
+
+
 def test_remove_sandboxes_removes_every_lane_of_the_run_only(config: SandboxConfig) -> None:
     ours = [_process(config, lane) for lane in _lanes("run-a", 3)]
     theirs = _process(config, _lanes("run-b", 1)[0], run_id="run-b")
@@ -221,6 +255,17 @@ def test_remove_sandboxes_removes_the_runs_containers_by_label(
     finally:
         theirs.destroy()
     assert _of_run(engine, other_run) == []
+
+
+@pytest.mark.docker
+def test_a_killed_lanes_container_is_removed_by_the_runs_cleanup(
+    docker_sandbox_config: SandboxConfig, run_id: str, engine: docker.DockerClient
+) -> None:
+    (lane,) = _lanes(run_id, 1)
+    _kill_a_lane_process(docker_sandbox_config, lane, run_id)
+    assert _of_run(engine, run_id) == [container_name(lane)]  # leaked by the kill
+    assert remove_sandboxes(docker_sandbox_config, run_id=run_id) == 1
+    assert _of_run(engine, run_id) == []
 
 
 @pytest.mark.docker
