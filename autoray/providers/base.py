@@ -15,6 +15,7 @@ from autoray.errors import ConfigError
 
 if TYPE_CHECKING:
     from autoray.config import ModelEntry
+    from autoray.providers.openai import OpenAIProvider
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def wire_model_name(entry: ModelEntry) -> str:
     return entry.api_model or entry.id
 
 
-def create_provider(entry: ModelEntry, *, sim_url: str | None = None) -> Provider:
+def create_provider(entry: ModelEntry, *, sim_url: str | None = None) -> OpenAIProvider:
     """Build the provider for a model entry; simulated entries need the farm's URL."""
     from autoray.providers.openai import OpenAIProvider
 
