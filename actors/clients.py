@@ -1,7 +1,9 @@
 """Small typed clients that hide ``.remote()`` and ``ray.get`` from callers.
 
 They translate Ray's wrapping of remote exceptions back into autoray's own error types, so a
-CLI can print a ``ConfigError`` raised inside the coordinator as the plain message it is.
+CLI can print a ``ConfigError`` raised inside the coordinator as the plain message it is, and
+the coordinator can tell a lost lane (:class:`LaneLostError`) from a failure the lane raised.
+This module imports no other ``actors`` module: the coordinator and the lane import it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from typing import Any, TypeVar
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from autoray.engine.progress import RunProgress
+from autoray.engine.run import LaneReport
 from autoray.errors import AutorayError, InfrastructureError
 from autoray.planning import LaneSpec
-from autoray.progress import RunProgress
 from autoray.results import CaseResult
 
 T = TypeVar("T")
@@ -60,6 +63,10 @@ class CoordinatorClient:
         identity = None if lane is None else lane.identity
         return bool(_get(self._handle.record_result.remote(result, identity)))
 
+    def heartbeat(self, spec: LaneSpec, attempt: int) -> None:
+        """Fire and forget: a beat that never arrives is exactly what the sweep looks for."""
+        self._handle.heartbeat.remote(spec.run_id, spec.identity, attempt)
+
     # -- used by the driver and the CLI ------------------------------------------------------
     def ping(self, timeout: float | None = 60) -> dict[str, Any]:
         return dict(_get(self._handle.ping.remote(), timeout))
@@ -94,42 +101,30 @@ class CoordinatorClient:
         return table
 
 
-def get_or_create_coordinator(
-    database_url: str, *, namespace: str = DEFAULT_NAMESPACE
-) -> CoordinatorClient:
-    """Attach to the named coordinator, creating it (detached) when none runs.
-
-    A coordinator is bound to one database; attaching with another URL is refused rather than
-    silently writing a run's rows somewhere the user is not looking.
-    """
-    from actors.coordinator import Coordinator
-
-    handle = (
-        ray.remote(Coordinator)
-        .options(
-            name=COORDINATOR_NAME,
-            namespace=namespace,
-            lifetime="detached",
-            get_if_exists=True,
-            max_restarts=-1,
-            max_task_retries=-1,
-            num_cpus=0,
-        )
-        .remote(database_url, namespace)
-    )
-    client = CoordinatorClient(handle)
-    info = client.ping()
-    if info["database_url"] != database_url:
-        raise AutorayError(
-            f"a coordinator is already running in namespace {namespace!r} with another database "
-            f"({info['database_url_redacted']}); pass that --database-url, or stop it with "
-            f"`autoray bench shutdown`"
-        )
-    return client
+class LaneLostError(InfrastructureError):
+    """A lane actor died (killed, its node lost, its process crashed) before it answered."""
 
 
-def find_coordinator(namespace: str = DEFAULT_NAMESPACE) -> CoordinatorClient | None:
-    try:
-        return CoordinatorClient(ray.get_actor(COORDINATOR_NAME, namespace=namespace))
-    except ValueError:
-        return None
+class LaneClient:
+    """Client of one shard lane actor, for the coordinator's async code."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def run(self) -> LaneReport:
+        """Run the lane to its end; a lost actor is :class:`LaneLostError`, and an error the
+        lane raised comes back as itself (Ray's wrapper is an instance of its class)."""
+        try:
+            report: LaneReport = await self._handle.run.remote()
+        except RayActorError as err:
+            raise LaneLostError(f"lane actor lost ({type(err).__name__})") from err
+        return report
+
+    async def stop(self) -> None:
+        try:
+            await self._handle.stop.remote()
+        except RayActorError:
+            return  # already gone: nothing to stop
+
+    def kill(self) -> None:
+        ray.kill(self._handle, no_restart=True)

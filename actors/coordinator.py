@@ -1,14 +1,15 @@
-"""The coordinator actor: detached, named, async, and the single writer of run state.
+"""The coordinator actor: detached, named, async, the single writer of run state, and a thin
+shell around the run controller (:mod:`autoray.engine.controller`).
 
-It starts runs (config snapshot, engine identity, run models), reserves each run's live-
-container budget as a placement group, spawns one :class:`~actors.lane.ShardLane` per lane,
-records case rows idempotently, answers status queries while runs are in flight, retries lanes
-under the failure policy, and finalizes (summaries -> ranking -> routing table -> publish).
+Every engine decision (which lane to spawn, retry or record dead, when a lane is silent, when
+and what to finalize, which rows to accept) is the controller's. This actor carries its
+actions out with Ray (lane actors, the placement group, the simulated farm, cleanup tasks on
+every node), runs the asyncio tasks that wait on lanes and timers, writes the database, and
+emits metrics and structured logs.
 
-Only this actor writes run state, so the embedded SQLite default stays correct with 100 lanes.
 Detached actors do not survive the cluster going down, so everything needed to resume a run
-lives in the database: on (re)start the coordinator reloads every run still marked running and
-recreates the lanes that lack rows; lanes then run only the cases without a row.
+lives in the database: on (re)start the coordinator reloads every run still ``running`` or
+``finalizing`` and lets the controller carry on from the rows it finds.
 """
 
 from __future__ import annotations
@@ -17,47 +18,79 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.util.placement_group import PlacementGroup
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import logs, placement
-from actors.clients import CoordinatorClient
-from actors.lane import LaneReport, SandboxFactory, ShardLane
+from actors.clients import (
+    COORDINATOR_NAME,
+    DEFAULT_NAMESPACE,
+    CoordinatorClient,
+    LaneClient,
+    LaneLostError,
+)
+from actors.lane import ShardLane
 from actors.metrics import EngineMetrics
 from actors.placement import PlacementError
-from actors.runstate import LaneTrack, RunState, new_run_id, now, outcome_label
 from actors.table_events import notify_table_activated
-from autoray.cases import Dataset, load_dataset
-from autoray.config import BenchConfig, config_snapshot, parse_config
-from autoray.errors import AutorayError, InfrastructureError, SandboxUnavailableError
+from autoray.cases import load_dataset
+from autoray.config import SandboxConfig, config_snapshot, parse_config
+from autoray.engine import controller as ctl
+from autoray.engine.finalize import finalize_run
+from autoray.engine.policy import FailureKind, failure_kind
+from autoray.engine.run import RunState, build_run, new_run_id, outcome_label
+from autoray.engine.states import LaneEvent, LaneState, RunStatus
+from autoray.engine.stored import load_progress, run_summary
+from autoray.errors import AutorayError
 from autoray.identity import engine_identity
-from autoray.lanes import LaneEvent, LaneState, RunStatus, lane_transition, run_transition
-from autoray.planning import check_budget, plan_run
-from autoray.policy import Action, FailureKind
 from autoray.results import CaseResult
-from autoray.runs import load_progress, run_summary
+from autoray.sandbox import remove_sandboxes
 from autoray.store import migrate, open_store, repo
 from autoray.store.engine import Store, redact_url
-from autoray.summaries import summarize
-from autoray.table import build_table
 
 logger = logging.getLogger("autoray.coordinator")
 
 _CANCEL_GRACE_S = 20.0
+_CLEANUP_TIMEOUT_S = 60.0
+_DB_WRITE_TRIES = 3
+
+
+@dataclass
+class _Live:
+    """A run the coordinator drives: its controller, and the handles only Ray can hold."""
+
+    controller: ctl.RunController
+    sim_url: str | None = None
+    pg: PlacementGroup | None = None
+    farm: Any = None
+    dataset_ref: Any = None
+    actors: dict[str, LaneClient] = field(default_factory=dict)
+    watches: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def run(self) -> RunState:
+        return self.controller.run
 
 
 class Coordinator:
-    """Plain class; :func:`actors.clients.get_or_create_coordinator` makes it a named actor."""
+    """Plain class; :func:`get_or_create_coordinator` makes it a named actor."""
 
     def __init__(self, database_url: str, namespace: str) -> None:
         self._database_url = database_url
         self._namespace = namespace
         self._store: Store | None = None
-        self._runs: dict[str, RunState] = {}
+        self._runs: dict[str, _Live] = {}
         self._start_lock = asyncio.Lock()
         self._started = False
+        self._resume_pending = False
         self._sweeper: asyncio.Task[None] | None = None
         self._metrics = EngineMetrics()
         logs.configure()
@@ -72,14 +105,22 @@ class Coordinator:
                 await migrate.upgrade_async(self._database_url)
                 self._store = open_store(self._database_url)
                 self._started = True
-                await self._resume_all()
                 self._sweeper = asyncio.create_task(self._sweep_forever())
+                await self._resume_all()
         assert self._store is not None
         return self._store
 
     async def _resume_all(self) -> None:
-        async with self._session() as session:
-            records = await repo.running_runs(session)
+        """Resume every stored run still in flight; a database error is retried next tick,
+        a run that cannot resume is marked failed with the reason (no zombie ``running``)."""
+        try:
+            async with self._session() as session:
+                records = await repo.running_runs(session)
+        except Exception:
+            logger.exception("cannot list the runs to resume; retrying on the next tick")
+            self._resume_pending = True
+            return
+        self._resume_pending = False
         for record in records:
             if record.run_id in self._runs:
                 continue
@@ -87,6 +128,17 @@ class Coordinator:
                 await self._resume_record(record, sim_url=None)
             except AutorayError as err:
                 logger.error("run %s cannot resume: %s", record.run_id, err)
+                await self._mark_failed(record.run_id, f"cannot resume: {err}")
+            except Exception:
+                logger.exception("run %s: resume failed; retrying on the next tick", record.run_id)
+                self._resume_pending = True
+
+    async def _mark_failed(self, run_id: str, reason: str) -> None:
+        try:
+            async with self._session() as session:
+                await repo.set_run_status(session, run_id=run_id, status="failed", reason=reason)
+        except Exception:
+            logger.exception("run %s: could not mark it failed", run_id)
 
     def _session(self) -> Any:
         assert self._store is not None
@@ -98,26 +150,24 @@ class Coordinator:
             "database_url": self._database_url,
             "database_url_redacted": redact_url(self._database_url),
             "namespace": self._namespace,
-            "runs": sorted(run_id for run_id, run in self._runs.items() if not run.status.terminal),
+            "runs": sorted(
+                run_id for run_id, live in self._runs.items() if not live.run.status.terminal
+            ),
         }
 
     # ------------------------------------------------------------------ starting runs
     async def start_run(
-        self,
-        config: dict[str, Any],
-        *,
-        run_id: str | None = None,
-        sim_url: str | None = None,
-        sandbox_factory: SandboxFactory | None = None,
+        self, config: dict[str, Any], *, run_id: str | None = None, sim_url: str | None = None
     ) -> str:
         await self._ensure_started()
         cfg = parse_config(config, source="run config")
-        check_budget(len(cfg.models), cfg.repetitions, cfg.max_live_containers)
         dataset = await asyncio.to_thread(load_dataset, cfg.dataset)
         run_id = run_id or new_run_id(cfg.name)
-        run = self._build_run(run_id, cfg, dataset, sim_url, sandbox_factory)
+        run = build_run(
+            run_id=run_id, config=cfg, dataset=dataset, engine_identity=engine_identity(dataset)
+        )  # plans the lanes, which checks the budget
         async with self._session() as session:
-            await repo.create_run(
+            record = await repo.create_run(
                 session,
                 run_id=run_id,
                 name=cfg.name,
@@ -126,305 +176,370 @@ class Coordinator:
                 dataset_identity=dataset.identity,
                 models=cfg.model_keys,
             )
-        self._launch(run)
+        run.started_at = record.created_at
+        self._launch(_Live(ctl.RunController(run, time.monotonic), sim_url=sim_url))
         return run_id
 
     async def resume_run(self, run_id: str, *, sim_url: str | None = None) -> str:
+        """Carry on a run in flight, re-finalize a ``finalizing`` one, or reopen a completed
+        run with dead lanes to complete its entries."""
         await self._ensure_started()
         live = self._runs.get(run_id)
-        if live is not None and not live.status.terminal:
+        if live is not None and not live.run.status.terminal:
             return run_id
         async with self._session() as session:
             record = await repo.get_run(session, run_id=run_id)
+            dead = [] if record is None else await repo.lane_failures(session, run_id=run_id)
         if record is None:
             raise AutorayError(f"no run with id {run_id!r}; `autoray bench list` shows the runs")
-        if record.status != RunStatus.RUNNING.value:
-            raise AutorayError(
-                f"run {run_id!r} is {record.status}; only a running run can be resumed "
-                "(start a new one with `autoray bench run CONFIG`)"
-            )
+        error = ctl.resume_error(run_id, RunStatus(record.status), len(dead))
+        if error is not None:
+            raise AutorayError(error)
+        self._runs.pop(run_id, None)
         await self._resume_record(record, sim_url=sim_url)
         return run_id
 
     async def _resume_record(self, record: Any, *, sim_url: str | None) -> None:
         cfg = parse_config(record.config, source=f"snapshot of run {record.run_id}")
         dataset = await asyncio.to_thread(load_dataset, cfg.dataset)
-        run = self._build_run(record.run_id, cfg, dataset, sim_url, None)
-        if run.engine_identity != record.engine_identity:
-            reason = (
+        identity = engine_identity(dataset)
+        if identity != record.engine_identity:
+            raise AutorayError(
                 f"engine identity changed since the run started ({record.engine_identity} -> "
-                f"{run.engine_identity}): the dataset or the graders differ, so its rows cannot "
-                "be reused; start a new run"
+                f"{identity}): the dataset or the graders differ, so its rows cannot be reused; "
+                "start a new run"
             )
-            await self._set_status(run, RunStatus.FAILED, reason)
-            raise AutorayError(f"run {record.run_id!r} cannot resume: {reason}")
-        run.started_wall = record.created_at.timestamp()
-        await self._restore_lanes(run)
-        run.resumed_rows = run.cases_done
-        logger.info(
-            "run %s resumed: %d/%d cases present",
-            run.run_id,
-            run.cases_done,
-            run.cases_total,
-        )
-        self._launch(run)
-
-    async def _restore_lanes(self, run: RunState) -> None:
         async with self._session() as session:
-            failures = {
-                f.lane_identity for f in await repo.lane_failures(session, run_id=run.run_id)
-            }
-            run.cases_done = await repo.count_case_results(session, run_id=run.run_id)
-            run.errors = await repo.count_case_errors(session, run_id=run.run_id)
-        for lane in run.lanes.values():
-            if await self._lane_rows_complete(run, lane):
-                lane.state = LaneState.FINISHED
-            elif lane.spec.identity in failures:
-                lane.state, lane.reason = LaneState.DEAD, "recorded dead before the restart"
-
-    def _build_run(
-        self,
-        run_id: str,
-        cfg: BenchConfig,
-        dataset: Dataset,
-        sim_url: str | None,
-        sandbox_factory: SandboxFactory | None,
-    ) -> RunState:
-        plan = plan_run(
-            run_id=run_id,
-            models=cfg.model_keys,
-            repetitions=cfg.repetitions,
-            case_count=len(dataset.cases),
-            chunk_size=cfg.chunk_size,
-            budget=cfg.max_live_containers,
-        )
-        lanes = {spec.identity: LaneTrack(spec, bundle) for bundle, spec in enumerate(plan.lanes)}
-        return RunState(
-            run_id=run_id,
+            present = await repo.case_keys(session, run_id=record.run_id)
+            dead = await repo.lane_failures(session, run_id=record.run_id)
+            errors = await repo.count_case_errors(session, run_id=record.run_id)
+        run = build_run(
+            run_id=record.run_id,
             config=cfg,
             dataset=dataset,
-            plan=plan,
-            engine_identity=engine_identity(dataset),
-            lanes=lanes,
-            sim_url=sim_url,
-            sandbox_factory=sandbox_factory,
+            engine_identity=identity,
+            present=present,
         )
+        run.started_at, run.status = record.created_at, RunStatus(record.status)
+        run.table_version, run.reason, run.errors = (
+            record.table_version,
+            record.status_reason,
+            errors,
+        )
+        controller = ctl.RunController(run, time.monotonic)
+        controller.restore({failure.lane_identity: failure.reason for failure in dead})
+        live = _Live(controller, sim_url=sim_url)
+        if run.status is RunStatus.COMPLETED:
+            await self._execute(live, controller.reopen())
+        logger.info(
+            "run %s resumed: %d/%d cases present", run.run_id, run.cases_done, run.cases_total
+        )
+        self._launch(live)
 
-    def _launch(self, run: RunState) -> None:
-        self._runs[run.run_id] = run
-        run.task = asyncio.create_task(self._drive(run))
+    def _launch(self, live: _Live) -> None:
+        self._runs[live.run.run_id] = live
+        self._background(live, self._drive(live))
+
+    def _background(self, live: _Live, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work)
+        live.tasks.add(task)
+        task.add_done_callback(live.tasks.discard)
+        return task
 
     # ------------------------------------------------------------------ driving a run
-    async def _drive(self, run: RunState) -> None:
+    async def _drive(self, live: _Live) -> None:
+        controller = live.controller
         try:
-            await self._reserve(run)
-            await self._start_farm(run)
-            run.dataset_ref = ray.put(run.dataset)
-            pending = [lane for lane in run.lanes.values() if not lane.state.terminal]
-            await asyncio.gather(*(self._lane_loop(run, lane) for lane in pending))
-            if not run.cancel_requested:
-                await self._finalize(run)
+            if controller.needs_lanes:
+                await self._reserve(live)
+                await self._start_farm(live)
+                live.dataset_ref = ray.put(live.run.dataset)
+            await self._execute(live, controller.begin())
+            await live.done.wait()
         except PlacementError as err:
-            await self._set_status(run, RunStatus.FAILED, str(err))
+            await self._execute(live, controller.fail(str(err)))
         except Exception as err:
-            logger.exception("run %s failed", run.run_id)
-            await self._set_status(run, RunStatus.FAILED, f"{type(err).__name__}: {err}")
+            logger.exception("run %s failed", live.run.run_id)
+            await self._execute(live, controller.fail(f"{type(err).__name__}: {err}"))
         finally:
-            self._release(run)
+            self._release(live)
 
-    async def _reserve(self, run: RunState) -> None:
-        run.pg = await placement.reserve(run.run_id, len(run.plan.lanes), run.config.engine)
+    async def _reserve(self, live: _Live) -> None:
+        run = live.run
+
+        def waiting(message: str) -> None:
+            live.controller.waiting(message)
+            logger.info("run %s: %s", run.run_id, message)
+
+        live.pg = await placement.reserve(
+            run.run_id, len(run.plan.lanes), run.config.engine, on_wait=waiting
+        )
         logger.info(
             "run %s: placement group of %d lane bundles ready", run.run_id, len(run.plan.lanes)
         )
 
-    async def _start_farm(self, run: RunState) -> None:
-        simulated = [m for m in run.config.models if m.provider == "simulated"]
-        if not simulated or run.sim_url:
+    async def _start_farm(self, live: _Live) -> None:
+        simulated = [m for m in live.run.config.models if m.provider == "simulated"]
+        if not simulated or live.sim_url:
             return
         from actors.farm import SimFarm
 
-        run.farm = (
+        live.farm = (
             ray.remote(SimFarm)
             .options(
-                name=f"simfarm:{run.run_id}",
+                name=f"simfarm:{live.run.run_id}",
                 namespace=self._namespace,
                 num_cpus=0,
                 max_concurrency=4,
             )
-            .remote(simulated, run.dataset, run.config.seed)
+            .remote(simulated, live.run.dataset, live.run.config.seed)
         )
-        run.sim_url = await run.farm.url.remote()
-        logger.info("run %s: simulated model farm at %s", run.run_id, run.sim_url)
+        live.sim_url = await live.farm.url.remote()
+        logger.info("run %s: simulated model farm at %s", live.run.run_id, live.sim_url)
 
-    def _release(self, run: RunState) -> None:
-        placement.release(run.pg)
-        run.pg = None
-        if run.farm is not None:
-            ray.kill(run.farm)
-            run.farm = None
+    def _release(self, live: _Live) -> None:
+        for identity in list(live.actors):
+            self._kill(live, identity)
+        placement.release(live.pg)
+        live.pg = None
+        if live.farm is not None:
+            ray.kill(live.farm)
+            live.farm = None
 
-    async def _lane_loop(self, run: RunState, lane: LaneTrack) -> None:
-        policy = run.policy
-        while not lane.state.terminal and not run.cancel_requested:
-            if lane.state is LaneState.RETRYING:
-                self._transition(run, lane, LaneEvent.RETRY_DUE)
-            else:
-                self._transition(run, lane, LaneEvent.START)
-            lane.attempts += 1
-            failure = await self._attempt(run, lane)
-            if lane.state.terminal or run.cancel_requested:
-                return
-            if failure is None or await self._lane_rows_complete(run, lane):
-                self._transition(run, lane, LaneEvent.ROWS_COMPLETE)
-                return
-            kind, detail = failure
-            decision = policy.decide(attempt=lane.attempts, kind=kind, detail=detail)
-            await self._apply_decision(run, lane, decision)
-            if decision.action is Action.RETRY:
-                await asyncio.sleep(decision.delay_s)
+    # ------------------------------------------------------------------ carrying out actions
+    async def _execute(self, live: _Live, actions: list[ctl.EngineAction]) -> None:
+        """Carry out the controller's actions, in order."""
+        for action in actions:
+            await self._carry_out(live, action)
 
-    async def _attempt(self, run: RunState, lane: LaneTrack) -> tuple[FailureKind, str] | None:
-        """Run one attempt of a lane; returns the failure, or None when its rows are complete."""
+    async def _carry_out(self, live: _Live, action: ctl.EngineAction) -> None:  # noqa: C901
+        run_id = live.run.run_id
+        match action:
+            case ctl.LaneMoved():
+                self._log_move(live, action)
+            case ctl.SpawnLane(lane, attempt):
+                await self._spawn(live, lane, attempt)
+            case ctl.KillLane(lane):
+                self._kill(live, lane)
+            case ctl.StopLanes(lanes):
+                await self._stop(live, lanes)
+            case ctl.RetryLater(lane, delay_s):
+                self._background(live, self._retry_later(live, lane, delay_s))
+            case ctl.RemoveSandboxes(lane):
+                await self._remove_sandboxes(live.run.config.sandbox, run_id, lane)
+            case ctl.RecordDead(lane, reason, attempts):
+                await self._write(
+                    "record a dead lane",
+                    lambda s: repo.record_lane_failure(
+                        s, run_id=run_id, lane_identity=lane, reason=reason, attempts=attempts
+                    ),
+                )
+            case ctl.ForgetDead():
+                await self._write(
+                    "forget dead lanes", lambda s: repo.clear_lane_failures(s, run_id=run_id)
+                )
+            case ctl.Finalize():
+                await self._finalize(live)
+            case ctl.SetStatus():
+                await self._set_status(live, action)
+
+    async def _spawn(self, live: _Live, identity: str, attempt: int) -> None:
+        run = live.run
+        lane = run.lanes[identity]
         try:
-            lane.actor = self._spawn_lane(run, lane)
-            lane.last_heard = time.monotonic()
-            self._transition(run, lane, LaneEvent.STARTED)
-            report: LaneReport = await lane.actor.run.remote()
-        except SandboxUnavailableError as err:
-            return FailureKind.SANDBOX_UNAVAILABLE, str(err)
-        except RayActorError as err:
-            return FailureKind.LANE_LOST, type(err).__name__
-        except InfrastructureError as err:
-            return FailureKind.LANE_ERROR, str(err)
-        except Exception as err:  # a bug in a lane must not hang the run
-            logger.exception("lane %s raised", lane.spec.identity)
-            return FailureKind.LANE_ERROR, f"{type(err).__name__}: {err}"
-        finally:
-            self._kill_actor(lane)
-        lane.chunks_run.extend(report.chunks_run)
-        if report.stopped or not await self._lane_rows_complete(run, lane):
-            return FailureKind.LANE_ERROR, "lane ended with cases still missing"
-        return None
-
-    def _spawn_lane(self, run: RunState, lane: LaneTrack) -> Any:
-        assert run.pg is not None, "lanes are spawned only after the placement group is ready"
-        options = placement.lane_options(run.pg, lane.bundle, run.config.engine)
-        me = CoordinatorClient(ray.get_runtime_context().current_actor)
-        return (
-            ray.remote(ShardLane)
-            .options(
-                name=lane.spec.actor_name,
-                namespace=self._namespace,
-                max_restarts=0,
-                max_concurrency=2,
-                **options,
+            assert live.pg is not None, "lanes are spawned only once the placement group is ready"
+            options = placement.lane_options(live.pg, lane.bundle, run.config.engine)
+            me = CoordinatorClient(ray.get_runtime_context().current_actor)
+            handle = (
+                ray.remote(ShardLane)
+                .options(
+                    name=lane.spec.actor_name,
+                    namespace=self._namespace,
+                    max_restarts=0,
+                    max_concurrency=3,
+                    **options,
+                )
+                .remote(lane.spec, run.lane_work(lane, sim_url=live.sim_url), live.dataset_ref, me)
             )
-            .remote(lane.spec, run.lane_work(lane.spec), run.dataset_ref, me)
-        )
-
-    def _kill_actor(self, lane: LaneTrack) -> None:
-        if lane.actor is not None:
-            ray.kill(lane.actor, no_restart=True)
-            lane.actor = None
-
-    async def _apply_decision(self, run: RunState, lane: LaneTrack, decision: Any) -> None:
-        lane.reason = decision.reason
-        if decision.action is Action.RETRY:
-            self._metrics.lane_retries.inc(
-                1.0, tags={"run": run.run_id, "kind": decision.reason.split(":")[0]}
-            )
-            self._transition(run, lane, LaneEvent.FAILED_RETRY, decision=decision)
+        except Exception as err:  # e.g. the predecessor's name not yet released
+            detail = f"spawn failed: {type(err).__name__}: {err}"
+            actions = live.controller.lane_failed(identity, attempt, FailureKind.LANE_ERROR, detail)
+            self._background(live, self._execute(live, actions))
             return
-        self._transition(run, lane, LaneEvent.FAILED_GIVE_UP, decision=decision)
-        await self._record_dead(run, lane, decision.reason)
+        client = LaneClient(handle)
+        live.actors[identity] = client
+        live.watches[identity] = self._background(
+            live, self._watch(live, identity, attempt, client)
+        )
+        await self._execute(live, live.controller.lane_started(identity, attempt))
 
-    async def _record_dead(self, run: RunState, lane: LaneTrack, reason: str) -> None:
-        async with self._session() as session:
-            await repo.record_lane_failure(
-                session,
-                run_id=run.run_id,
-                lane_identity=lane.spec.identity,
-                reason=reason,
-                attempts=lane.attempts,
+    async def _watch(self, live: _Live, identity: str, attempt: int, client: LaneClient) -> None:
+        """Wait for one attempt of a lane and tell the controller how it ended."""
+        controller = live.controller
+        try:
+            report = await client.run()
+        except LaneLostError as err:
+            actions = controller.lane_failed(identity, attempt, FailureKind.LANE_LOST, str(err))
+        except Exception as err:  # whatever the lane raised, a bug included, is a failure
+            detail = f"{type(err).__name__}: {err}"
+            actions = controller.lane_failed(identity, attempt, failure_kind(err), detail)
+        else:
+            actions = controller.lane_ended(identity, attempt, report)
+        await self._execute(live, actions)
+
+    def _kill(self, live: _Live, identity: str) -> None:
+        client = live.actors.pop(identity, None)
+        if client is not None:
+            try:
+                client.kill()
+            except Exception as err:  # already gone
+                logger.debug("lane %s: kill: %s", identity, err)
+
+    async def _stop(self, live: _Live, lanes: tuple[str, ...]) -> None:
+        """Ask lanes to stop after their case in flight and give them a grace period to end."""
+        clients = [live.actors[i] for i in lanes if i in live.actors]
+        watches = [live.watches[i] for i in lanes if i in live.watches]
+        await asyncio.gather(*(client.stop() for client in clients), return_exceptions=True)
+        if watches:
+            await asyncio.wait(watches, timeout=_CANCEL_GRACE_S)
+
+    async def _retry_later(self, live: _Live, identity: str, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await self._execute(live, live.controller.retry_due(identity))
+
+    async def _remove_sandboxes(self, config: SandboxConfig, run_id: str, lane: str | None) -> None:
+        """Remove sandboxes by label with one task on every alive node (a lane's container
+        lives on the node that hosted it); errors are logged, never raised."""
+        task: Any = ray.remote(num_cpus=0)(_remove_here)
+        refs = [
+            task.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ).remote(config, run_id, lane)
+            for node in ray.nodes()
+            if node.get("Alive")
+        ]
+        try:
+            removed = await asyncio.wait_for(asyncio.gather(*refs), _CLEANUP_TIMEOUT_S)
+        except Exception as err:
+            logger.warning("run %s: sandbox cleanup (lane %s) failed: %s", run_id, lane, err)
+            return
+        if sum(removed):
+            logger.info(
+                "run %s: removed %d sandbox(es) of %s", run_id, sum(removed), lane or "the run"
             )
 
-    async def _lane_rows_complete(self, run: RunState, lane: LaneTrack) -> bool:
-        wanted = run.lane_case_ids(lane.spec)
-        async with self._session() as session:
-            present = await repo.existing_case_ids(
-                session,
-                run_id=run.run_id,
-                model=lane.spec.model,
-                rep=lane.spec.rep,
-                case_ids=wanted,
-            )
-        return wanted <= present
+    async def _finalize(self, live: _Live) -> None:
+        controller = live.controller
+        try:
+            async with live.write_lock:  # a row accepted before this point is written first
+                outcome = await finalize_run(self._session, live.run)
+        except Exception as err:
+            logger.exception("run %s: finalization failed; it stays finalizing", live.run.run_id)
+            await self._execute(live, controller.finalize_failed(f"{type(err).__name__}: {err}"))
+            return
+        if outcome.activated and outcome.table_version is not None:
+            notify_table_activated(outcome.table_version)  # after the commit
+        await self._execute(live, controller.finalized(outcome))
 
-    def _transition(self, run: RunState, lane: LaneTrack, event: LaneEvent, **extra: Any) -> None:
-        old = lane.state
-        lane.state = lane_transition(old, event)
-        decision = extra.get("decision")
+    async def _set_status(self, live: _Live, action: ctl.SetStatus) -> None:
+        run_id = live.run.run_id
+        await self._write(
+            f"set status {action.status.value}",
+            lambda s: repo.set_run_status(
+                s,
+                run_id=run_id,
+                status=action.status.value,
+                reason=action.reason,
+                table_version=action.table_version,
+            ),
+        )
+        logger.info(
+            json.dumps(
+                {
+                    "event": "run_status",
+                    "run": run_id,
+                    "status": action.status.value,
+                    "reason": action.reason,
+                    "table_version": action.table_version,
+                }
+            )
+        )
+        if action.status.terminal:
+            live.done.set()
+
+    async def _write(self, what: str, work: Callable[[Any], Awaitable[Any]]) -> None:
+        """A database write, tried a few times: a stalled database must not lose a status."""
+        for attempt in range(1, _DB_WRITE_TRIES + 1):
+            try:
+                async with self._session() as session:
+                    await work(session)
+                return
+            except Exception as err:
+                logger.warning("could not %s (try %d): %s", what, attempt, err)
+                await asyncio.sleep(0.5 * attempt)
+        logger.error("gave up trying to %s", what)
+
+    def _log_move(self, live: _Live, moved: ctl.LaneMoved) -> None:
+        run = live.run
+        decision = moved.decision
         logger.info(
             json.dumps(
                 {
                     "event": "lane_transition",
                     "run": run.run_id,
-                    "lane": lane.spec.identity,
-                    "from": old.value,
-                    "to": lane.state.value,
-                    "on": event.value,
-                    "attempt": lane.attempts,
-                    "reason": lane.reason if decision is not None else None,
+                    "lane": moved.lane,
+                    "from": moved.old.value,
+                    "to": moved.new.value,
+                    "on": moved.event.value,
+                    "attempt": moved.attempt,
+                    "reason": moved.reason,
                     "policy": None
                     if decision is None
                     else {
                         "action": decision.action.value,
                         "delay_s": decision.delay_s,
+                        "failures_since_row": decision.attempt,
                         "max_attempts": decision.max_attempts,
                     },
                 }
             )
         )
+        if moved.event is LaneEvent.FAILED_RETRY and moved.reason:
+            kind = moved.reason.split(":")[0]
+            self._metrics.lane_retries.inc(1.0, tags={"run": run.run_id, "kind": kind})
         self._metrics.set_lanes(run.run_id, run.lane_counts(), [s.value for s in LaneState])
 
-    # ------------------------------------------------------------------ rows from lanes
+    # ------------------------------------------------------------------ calls from lanes
     async def remaining_cases(
         self, run_id: str, lane_identity: str, case_ids: list[str]
     ) -> list[str]:
         await self._ensure_started()
-        run = self._run_or_raise(run_id)
-        lane = run.lanes.get(lane_identity)
+        lane = self._live_or_raise(run_id).run.lanes.get(lane_identity)
         if lane is None:
             raise AutorayError(f"run {run_id!r} has no lane {lane_identity!r}")
-        lane.last_heard = time.monotonic()
-        async with self._session() as session:
-            present = await repo.existing_case_ids(
-                session,
-                run_id=run_id,
-                model=lane.spec.model,
-                rep=lane.spec.rep,
-                case_ids=set(case_ids),
-            )
-        return [case_id for case_id in case_ids if case_id not in present]
+        return [case_id for case_id in case_ids if case_id in lane.missing]
+
+    async def heartbeat(self, run_id: str, lane_identity: str, attempt: int) -> None:
+        live = self._runs.get(run_id)
+        if live is not None:
+            live.controller.heartbeat(lane_identity, attempt)
 
     async def record_result(self, result: CaseResult, lane_identity: str | None = None) -> bool:
-        """Persist one case row; a repeated delivery writes nothing and returns False.
-
-        ``lane_identity`` names the delivering lane, which counts as a sign of life for the
-        sweeper (only that lane: a sibling shard's rows say nothing about a silent one).
-        """
+        """Persist one case row; a repeated delivery writes nothing and returns False, and so
+        does a row the controller refuses (the run is finalizing or over: logged)."""
         await self._ensure_started()
-        run = self._run_or_raise(result.run_id)
-        async with self._session() as session:
-            inserted = await repo.upsert_case_result(session, result=result)
-        run.deliveries["inserted" if inserted else "duplicate"] += 1
-        lane = run.lanes.get(lane_identity) if lane_identity else None
-        if lane is not None:
-            lane.last_heard = time.monotonic()
+        live = self._runs.get(result.run_id)
+        if live is None:
+            self._refuse(result, lane_identity, None)
+            return False
+        async with live.write_lock:
+            if not live.controller.accepts_rows:
+                self._refuse(result, lane_identity, live)
+                return False
+            async with self._session() as session:
+                inserted = await repo.upsert_case_result(session, result=result)
+        live.controller.row_recorded(result, inserted=inserted)
         if inserted:
-            run.cases_done += 1
-            run.errors += result.outcome.error is not None
             self._metrics.record_case(
                 model=result.model.label(),
                 route=result.route,
@@ -433,98 +548,55 @@ class Coordinator:
             )
         return inserted
 
-    def _run_or_raise(self, run_id: str) -> RunState:
-        run = self._runs.get(run_id)
-        if run is None:
-            raise AutorayError(f"run {run_id!r} is not active on this coordinator")
-        return run
-
-    # ------------------------------------------------------------------ finalization
-    async def _finalize(self, run: RunState) -> None:
-        run.status = run_transition(run.status, RunStatus.FINALIZING)
-        async with self._session() as session:
-            rows = await repo.case_results(session, run_id=run.run_id)
-        summaries = summarize(rows)
-        table = build_table(
-            summaries=summaries,
-            run_id=run.run_id,
-            models=run.config.model_keys,
-            dataset_identity=run.dataset.identity,
-            min_accuracy=run.config.min_accuracy,
-            switch_cost_factor=run.config.switch_cost_factor,
-            best_accuracy_gap=run.config.best_accuracy_gap,
-            generated_at=now().isoformat(),
-            context_lengths={m.key: m.context_length for m in run.config.models},
-        )
-        reason = None
-        async with self._session() as session:
-            await repo.replace_summaries(session, run_id=run.run_id, summaries=summaries)
-            if table.is_publishable:
-                await repo.save_table(session, table=table)
-                await repo.activate_table(session, version=table.version)
-                run.table_version = table.version
-            else:
-                missing = table.missing_routes()
-                reason = (
-                    f"routing table not published: {len(missing)} route(s) without a candidate "
-                    f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
-                    "the previous table stays active"
-                )
-        if table.is_publishable:  # after the commit, so a woken replica reads the new version
-            notify_table_activated(table.version)
-        dead = [lane.spec.identity for lane in run.lanes.values() if lane.state is LaneState.DEAD]
-        if dead and reason is None:
-            reason = f"{len(dead)} lane(s) dead; finalized with the lanes that finished"
-        await self._set_status(run, RunStatus.COMPLETED, reason)
-
-    async def _set_status(self, run: RunState, status: RunStatus, reason: str | None) -> None:
-        if run.status is not status:
-            run.status = run_transition(run.status, status)
-        run.reason = reason
-        async with self._session() as session:
-            await repo.set_run_status(
-                session,
-                run_id=run.run_id,
-                status=status.value,
-                reason=reason,
-                table_version=run.table_version,
-            )
-        logger.info(
+    def _refuse(self, result: CaseResult, lane: str | None, live: _Live | None) -> None:
+        status = "not active here" if live is None else live.run.status.value
+        if live is not None:
+            live.run.deliveries["refused"] += 1
+        logger.warning(
             json.dumps(
                 {
-                    "event": "run_status",
-                    "run": run.run_id,
-                    "status": status.value,
-                    "reason": reason,
-                    "table_version": run.table_version,
+                    "event": "row_refused",
+                    "run": result.run_id,
+                    "lane": lane,
+                    "case": result.case_id,
+                    "rep": result.rep,
+                    "run_status": status,
                 }
             )
         )
 
+    def _live_or_raise(self, run_id: str) -> _Live:
+        live = self._runs.get(run_id)
+        if live is None:
+            raise AutorayError(f"run {run_id!r} is not active on this coordinator")
+        return live
+
     # ------------------------------------------------------------------ queries
     async def status(self, run_id: str) -> dict[str, Any]:
         await self._ensure_started()
-        run = self._runs.get(run_id)
-        if run is not None:
-            return run.progress().as_dict()
+        live = self._runs.get(run_id)
+        if live is not None:
+            elapsed = time.time() - live.run.started_at.timestamp()
+            return live.run.progress(elapsed_s=elapsed).as_dict()
         async with self._session() as session:
             return (await load_progress(session, run_id)).as_dict()
 
     async def lanes(self, run_id: str) -> list[dict[str, Any]]:
         await self._ensure_started()
-        return [lane.as_dict() for lane in self._run_or_raise(run_id).lanes.values()]
+        return [lane.as_dict() for lane in self._live_or_raise(run_id).run.lanes.values()]
 
     async def diagnostics(self, run_id: str) -> dict[str, Any]:
         """Counters that show exactly-once delivery at work (tests and operators read them)."""
         await self._ensure_started()
-        run = self._run_or_raise(run_id)
+        run = self._live_or_raise(run_id).run
         return {
             "deliveries": {
                 "inserted": run.deliveries["inserted"],
                 "duplicate": run.deliveries["duplicate"],
             },
+            "refused": run.deliveries["refused"],
             "resumed_rows": run.resumed_rows,
-            "attempts": {lane.spec.identity: lane.attempts for lane in run.lanes.values()},
+            "attempts": {lane.identity: lane.attempts for lane in run.lanes.values()},
         }
 
     async def list_runs(self) -> list[dict[str, Any]]:
@@ -542,50 +614,77 @@ class Coordinator:
     # ------------------------------------------------------------------ cancel and sweep
     async def cancel(self, run_id: str) -> dict[str, Any]:
         await self._ensure_started()
-        run = self._runs.get(run_id)
-        if run is None or run.status is not RunStatus.RUNNING:
-            return await self.status(run_id)  # unknown here, finished, or too late to stop
-        run.cancel_requested = True
-        stops = [lane.actor.stop.remote() for lane in run.lanes.values() if lane.actor is not None]
-        if stops:
-            await asyncio.wait(
-                [asyncio.ensure_future(ref) for ref in stops], timeout=_CANCEL_GRACE_S
-            )
-        if run.task is not None:
-            await asyncio.wait([run.task], timeout=_CANCEL_GRACE_S)
-        for lane in run.lanes.values():
-            self._kill_actor(lane)
-            if not lane.state.terminal:
-                self._transition(run, lane, LaneEvent.CANCEL)
-        await self._set_status(run, RunStatus.CANCELLED, "cancelled by request")
-        return run.progress().as_dict()
+        live = self._runs.get(run_id)
+        if live is not None:
+            await self._execute(live, live.controller.cancel())
+        return await self.status(run_id)
 
     async def _sweep_forever(self) -> None:
-        """Check for silent lanes every ``sweep_after_s / 4`` (0.5 to 5 s). The tick is taken
-        again each round, so a run started after the sweeper began is watched at its own pace."""
+        """Tick every run (sweep silent lanes, retry a failed finalization) every
+        ``heartbeat_s`` at most, 0.5 to 5 s; an error in one tick is logged, and the next tick
+        tries again (one database error once ended sweeping for every run)."""
         while True:
-            ticks = [run.config.engine.sweep_after_s / 4 for run in self._runs.values()]
-            await asyncio.sleep(min(5.0, max(0.5, min(ticks, default=5.0))))
-            for run in list(self._runs.values()):
-                if run.status is RunStatus.RUNNING and not run.cancel_requested:
-                    await self._sweep(run)
+            await asyncio.sleep(self._tick_s())
+            if self._resume_pending:
+                await self._resume_all()
+            for live in list(self._runs.values()):
+                if live.run.status.terminal:
+                    continue
+                try:
+                    await self._execute(live, live.controller.tick())
+                except Exception:
+                    logger.exception("run %s: tick failed; the next tick retries", live.run.run_id)
 
-    async def _sweep(self, run: RunState) -> None:
-        """Mark lanes dead that have not been heard from for ``sweep_after_s``."""
-        limit = run.config.engine.sweep_after_s
-        now = time.monotonic()
-        for lane in run.lanes.values():
-            silent = now - lane.last_heard
-            if lane.state in (LaneState.STARTING, LaneState.RUNNING) and silent > limit:
-                lane.reason = (
-                    f"swept: no word from the lane for {silent:.0f} s (sweep_after_s={limit:g})"
-                )
-                self._transition(run, lane, LaneEvent.SWEPT)
-                self._kill_actor(lane)
-                await self._record_dead(run, lane, lane.reason)
+    def _tick_s(self) -> float:
+        engines = [live.run.config.engine for live in self._runs.values()]
+        ticks = [min(e.heartbeat_s, e.sweep_after_s / 4) for e in engines]
+        return min(5.0, max(0.5, min(ticks, default=5.0)))
 
 
-# ---------------------------------------------------------------------- helpers
+def get_or_create_coordinator(
+    database_url: str, *, namespace: str = DEFAULT_NAMESPACE
+) -> CoordinatorClient:
+    """Attach to the named coordinator, creating it (detached) when none runs.
+
+    A coordinator is bound to one database; attaching with another URL is refused rather than
+    silently writing a run's rows somewhere the user is not looking.
+    """
+    handle = (
+        ray.remote(Coordinator)
+        .options(
+            name=COORDINATOR_NAME,
+            namespace=namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=-1,
+            num_cpus=0,
+        )
+        .remote(database_url, namespace)
+    )
+    client = CoordinatorClient(handle)
+    info = client.ping()
+    if info["database_url"] != database_url:
+        raise AutorayError(
+            f"a coordinator is already running in namespace {namespace!r} with another database "
+            f"({info['database_url_redacted']}); pass that --database-url, or stop it with "
+            f"`autoray bench shutdown`"
+        )
+    return client
+
+
+def find_coordinator(namespace: str = DEFAULT_NAMESPACE) -> CoordinatorClient | None:
+    try:
+        return CoordinatorClient(ray.get_actor(COORDINATOR_NAME, namespace=namespace))
+    except ValueError:
+        return None
+
+
+def _remove_here(config: SandboxConfig, run_id: str, lane: str | None) -> int:
+    """Remove the run's (or one lane's) sandboxes on the node this task runs on."""
+    return remove_sandboxes(config, run_id=run_id, lane=lane)
+
+
 def _kick_self() -> None:
     """Queue a ping to ourselves, so a restarted coordinator resumes runs without waiting for a
     client to call it (Ray runs the call once ``__init__`` has returned)."""

@@ -20,12 +20,8 @@ from typing import Any, TextIO
 
 import ray
 
-from actors.clients import (
-    DEFAULT_NAMESPACE,
-    CoordinatorClient,
-    find_coordinator,
-    get_or_create_coordinator,
-)
+from actors.clients import DEFAULT_NAMESPACE, CoordinatorClient
+from actors.coordinator import find_coordinator, get_or_create_coordinator
 from actors.placement import CONTAINER_RESOURCE
 from autoray.config import BenchConfig, config_snapshot, load_config
 from autoray.engine.progress import RunProgress, render_progress

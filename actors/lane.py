@@ -1,27 +1,32 @@
-"""The shard-lane actor: one per lane, owning one sandbox for its whole life.
+"""The shard lane actor: one per lane, one sandbox for the lane's whole life.
 
-A lane works through its chunks ``s, s+S, s+2S, ...`` strictly in order. For each chunk it asks
-the coordinator which cases have no row yet and runs only those, one at a time, in its own
-sandbox; every finished row goes to the coordinator, which alone writes the database. After its
-last chunk the lane destroys its sandbox, best-effort.
+A lane works through its chunks in plan order (the plan's chunk -> case layout arrives in its
+:class:`~autoray.engine.run.LaneWork`). For each chunk it asks the coordinator which cases have
+no row yet and runs only those, one at a time, in its own sandbox; every finished row goes to
+the coordinator, which alone writes the database. After its last chunk the lane destroys its
+sandbox, best-effort.
 
-Infrastructure failures (``SandboxUnavailableError``) propagate out of :meth:`ShardLane.run` so
-that the coordinator's failure policy can retry the lane; model failures are score-0 rows the
-runner already produced.
+Once its sandbox is up, a thread sends a heartbeat every ``heartbeat_s``, also while a case
+runs (a 300 s case is not silence). A lane whose process freezes or whose sandbox start hangs
+goes quiet, and the coordinator's sweep treats that as a failure for the policy.
+
+Every infrastructure failure (any :class:`~autoray.errors.InfrastructureError`: a sandbox that
+will not start, a provider or grader that is unavailable) propagates out of :meth:`ShardLane.run`
+with no row written, so the failure policy retries the lane; model failures are score-0 rows
+the runner already produced.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actors import logs
 from autoray.cases import Dataset
-from autoray.config import ModelEntry, RunnerConfig, SandboxConfig
+from autoray.engine.run import LaneReport, LaneWork
 from autoray.planning import LaneSpec
 from autoray.providers import create_provider
 from autoray.results import CaseResult
@@ -33,33 +38,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("autoray.lane")
 
-SandboxFactory = Callable[[SandboxConfig], Sandbox]
-
-
-@dataclass(frozen=True)
-class LaneWork:
-    """Everything a lane needs besides its spec and the dataset."""
-
-    model: ModelEntry
-    sandbox: SandboxConfig
-    runner: RunnerConfig
-    chunk_cases: Mapping[int, tuple[str, ...]]
-    sim_url: str | None = None
-    sandbox_factory: SandboxFactory | None = None
-
-
-@dataclass
-class LaneReport:
-    identity: str
-    chunks_run: list[int] = field(default_factory=list)
-    cases_run: int = 0
-    stopped: bool = False
-    destroy_failed: bool = False
-
 
 class ShardLane:
-    """Plain class; made a Ray actor where the coordinator spawns it (``max_concurrency=2`` so
-    that :meth:`stop` is answered while :meth:`run` works)."""
+    """Plain class; made a Ray actor where the coordinator spawns it (``max_concurrency=3`` so
+    that :meth:`stop` and :meth:`pid` are answered while :meth:`run` works)."""
 
     def __init__(
         self, spec: LaneSpec, work: LaneWork, dataset: Dataset, coordinator: CoordinatorClient
@@ -75,6 +57,10 @@ class ShardLane:
     def ready(self) -> str:
         return self._spec.identity
 
+    def pid(self) -> int:
+        """The lane's process id (fault tests freeze or kill it)."""
+        return os.getpid()
+
     def stop(self) -> None:
         """Ask the lane to stop after the case in flight (used by cancel)."""
         self._stop.set()
@@ -85,11 +71,15 @@ class ShardLane:
     def run(self) -> LaneReport:
         report = LaneReport(self._spec.identity)
         sandbox = self._open_sandbox()
+        heartbeat = _Heartbeat(self._coordinator, self._spec, self._work)
+        heartbeat.start()
         try:
             self._run_chunks(sandbox, report)
         except BaseException:
             _destroy(sandbox, self._spec.identity)  # the next attempt starts a clean one
             raise
+        finally:
+            heartbeat.stop()
         report.destroy_failed = not _destroy(sandbox, self._spec.identity)
         return report
 
@@ -106,9 +96,8 @@ class ShardLane:
             provider.close()
 
     def _open_sandbox(self) -> Sandbox:
-        factory = self._work.sandbox_factory or create_sandbox
-        sandbox = factory(self._work.sandbox)
-        sandbox.start(self._spec.identity)
+        sandbox = create_sandbox(self._work.sandbox)
+        sandbox.start(self._spec.identity, run_id=self._spec.run_id)
         return sandbox
 
     def _run_chunk(self, chunk: int, sandbox: Sandbox, provider: Any) -> int:
@@ -143,6 +132,34 @@ class ShardLane:
             route=case.route,
             outcome=outcome,
         )
+
+
+class _Heartbeat:
+    """A daemon thread that tells the coordinator the lane is alive every ``heartbeat_s``."""
+
+    def __init__(self, coordinator: CoordinatorClient, spec: LaneSpec, work: LaneWork) -> None:
+        self._coordinator = coordinator
+        self._spec = spec
+        self._work = work
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat {spec.identity}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self._coordinator.heartbeat(self._spec, self._work.attempt)
+            except Exception as err:  # a missed beat is what the sweep is for
+                logger.debug("lane %s: heartbeat not sent: %s", self._spec.identity, err)
+            if self._done.wait(self._work.heartbeat_s):
+                return
 
 
 def _destroy(sandbox: Sandbox, identity: str) -> bool:

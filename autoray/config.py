@@ -124,6 +124,10 @@ class RunnerConfig(BaseModel):
     step_timeout_s: float = Field(default=60, gt=0)
 
 
+_SWEEP_HEARTBEATS = 3
+"""A lane is swept after this many heartbeats' worth of silence, at the least."""
+
+
 class EngineConfig(BaseModel):
     """Ray tunables, as plain numbers: the actors turn them into resources and retry policy.
 
@@ -140,7 +144,8 @@ class EngineConfig(BaseModel):
     max_attempts: int = Field(default=6, ge=1)
     backoff_base_s: float = Field(default=1.0, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
-    sweep_after_s: float = Field(default=600, gt=0)
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    sweep_after_s: float = Field(default=60, gt=0)
 
     @model_validator(mode="after")
     def _backoff_order(self) -> EngineConfig:
@@ -148,6 +153,19 @@ class EngineConfig(BaseModel):
             raise ValueError(
                 f"backoff_max_s ({self.backoff_max_s!r}) is below backoff_base_s "
                 f"({self.backoff_base_s!r}); raise backoff_max_s or lower backoff_base_s"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sweep_hears_heartbeats(self) -> EngineConfig:
+        """A lane beats every ``heartbeat_s``, also while a case runs; ``sweep_after_s`` is the
+        silence after which it counts as lost, so it must span several beats: one late beat on
+        a loaded node must not cost a retry. The case deadline plays no part in it."""
+        if self.sweep_after_s < _SWEEP_HEARTBEATS * self.heartbeat_s:
+            raise ValueError(
+                f"sweep_after_s ({self.sweep_after_s!r}) is shorter than {_SWEEP_HEARTBEATS} "
+                f"heartbeats (heartbeat_s={self.heartbeat_s!r}); raise sweep_after_s to at "
+                f"least {_SWEEP_HEARTBEATS * self.heartbeat_s:g} or lower heartbeat_s"
             )
         return self
 

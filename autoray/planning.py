@@ -86,6 +86,7 @@ class Plan:
     budget: int
     shard_count: int
     lanes: tuple[LaneSpec, ...]
+    case_ids: tuple[str, ...] = ()
 
     @property
     def live_containers(self) -> int:
@@ -105,6 +106,17 @@ class Plan:
             raise ValueError(f"chunk {chunk!r} is outside 0..{self.chunk_count - 1}")
         start = chunk * self.chunk_size
         return range(start, min(start + self.chunk_size, self.case_count))
+
+    def chunk_cases(self, chunk: int) -> tuple[str, ...]:
+        """Case ids of one chunk, in dataset order: the one place the chunk -> case layout
+        is derived, so a lane and its coordinator can never disagree on it."""
+        if len(self.case_ids) != self.case_count:
+            raise ValueError("this plan was made without case ids; pass case_ids to plan_run")
+        return tuple(self.case_ids[i] for i in self.case_range(chunk))
+
+    def lane_cases(self, lane: LaneSpec) -> dict[int, tuple[str, ...]]:
+        """Each chunk of ``lane`` with its case ids."""
+        return {chunk: self.chunk_cases(chunk) for chunk in lane.chunks}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -132,9 +144,17 @@ def plan_run(
     case_count: int,
     chunk_size: int,
     budget: int,
+    case_ids: Sequence[str] = (),
 ) -> Plan:
-    """Lay out every lane of a run, ordered by model (as given), then rep, then shard."""
+    """Lay out every lane of a run, ordered by model (as given), then rep, then shard.
+
+    ``case_ids`` (the dataset's cases in order) lets the plan answer which cases a chunk holds.
+    """
     _check_plan_inputs(run_id, models, case_count)
+    if case_ids and len(case_ids) != case_count:
+        raise ConfigError(
+            f"case_ids has {len(case_ids)} ids but case_count is {case_count}; pass one id a case"
+        )
     chunk_count = len(chunk_ranges(case_count, chunk_size))
     shards = shard_count(
         chunk_count=chunk_count, budget=budget, entries=len(models), repetitions=repetitions
@@ -148,7 +168,15 @@ def plan_run(
         for shard in range(shards)
     )
     return Plan(
-        case_count, chunk_size, chunk_count, len(models), repetitions, budget, shards, lanes
+        case_count,
+        chunk_size,
+        chunk_count,
+        len(models),
+        repetitions,
+        budget,
+        shards,
+        lanes,
+        tuple(case_ids),
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import ray
 
-from actors.clients import get_or_create_coordinator
+from actors.coordinator import get_or_create_coordinator
 from actors.placement import CONTAINER_RESOURCE
 from benchmarks.machine import machine
 

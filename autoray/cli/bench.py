@@ -12,8 +12,8 @@ import typer
 
 from autoray.cli._common import DatabaseUrlOption, JsonOption, fail, in_store, print_json
 from autoray.cli._common import database_url as _db_url
+from autoray.engine.progress import RunProgress, render_progress
 from autoray.errors import AutorayError
-from autoray.progress import RunProgress, render_progress
 from autoray.settings import Settings
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def status(
 ) -> None:
     """Progress of a run: live from the coordinator when a cluster address is given (lane
     states included), else from the database (what the coordinator persisted)."""
-    from autoray.runs import load_progress
+    from autoray.engine.stored import load_progress
 
     progress = in_store(_db_url(database_url), lambda s: load_progress(s, run_id))
     if address or Settings.from_env().ray_address:
@@ -157,7 +157,7 @@ def _live_progress(address: str | None, stored: RunProgress) -> RunProgress:
 @bench_app.command("list")
 def list_runs(database_url: DatabaseUrlOption = None, as_json: JsonOption = False) -> None:
     """Runs, newest first."""
-    from autoray.runs import run_summary
+    from autoray.engine.stored import run_summary
     from autoray.store import repo
 
     records = in_store(_db_url(database_url), lambda s: repo.list_runs(s))

@@ -31,13 +31,17 @@ from autoray.store.migrate import (
 )
 from autoray.store.models import RUN_STATUSES, TERMINAL_RUN_STATUSES, Base
 from autoray.store.repo import (
+    ActiveTableInfo,
     LaneFailureRecord,
     RunRecord,
     TableInfo,
     activate_table,
     active_table,
+    active_table_info,
     active_version,
+    case_keys,
     case_results,
+    clear_lane_failures,
     count_case_errors,
     count_case_results,
     create_run,
@@ -61,6 +65,7 @@ from autoray.store.repo import (
 __all__ = [
     "RUN_STATUSES",
     "TERMINAL_RUN_STATUSES",
+    "ActiveTableInfo",
     "Base",
     "LaneFailureRecord",
     "RunRecord",
@@ -68,8 +73,11 @@ __all__ = [
     "TableInfo",
     "activate_table",
     "active_table",
+    "active_table_info",
     "active_version",
+    "case_keys",
     "case_results",
+    "clear_lane_failures",
     "check_schema",
     "count_case_errors",
     "count_case_results",

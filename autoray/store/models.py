@@ -1,4 +1,4 @@
-"""SQLAlchemy ORM models: the schema that migration ``0001`` creates.
+"""SQLAlchemy ORM models: the schema that migrations ``0001`` and ``0002`` create.
 
 ``variant`` columns store ``''`` for a model without a variant. SQL treats ``NULL`` as distinct
 from every value, so a nullable column in a composite primary key (or a unique constraint) would
@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-RUN_STATUSES: tuple[str, ...] = ("running", "completed", "failed", "cancelled")
+RUN_STATUSES: tuple[str, ...] = ("running", "finalizing", "completed", "failed", "cancelled")
 TERMINAL_RUN_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 ID_LENGTH = 200
@@ -82,7 +82,10 @@ def _run_fk() -> ForeignKey:
 class RunRow(Base):
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'completed', 'failed', 'cancelled')", name="status"),
+        CheckConstraint(
+            "status IN ('running', 'finalizing', 'completed', 'failed', 'cancelled')",
+            name="status",
+        ),
         Index("ix_runs_status_created_at", "status", "created_at"),
     )
 

@@ -88,6 +88,15 @@ class LaneFailureRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveTableInfo:
+    """The active table's version and when it was activated (the run guard compares it with
+    a finishing run's start)."""
+
+    version: str
+    activated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class TableInfo:
     version: str
     generated_at: str
@@ -159,9 +168,12 @@ async def list_runs(
 
 
 async def running_runs(session: AsyncSession) -> list[RunRecord]:
-    """Runs still marked ``running``, oldest first: what a restarted coordinator resumes."""
+    """Runs still ``running`` or ``finalizing``, oldest first: what a restarted coordinator
+    resumes (a run stays ``finalizing`` until its table is saved)."""
     query = (
-        select(RunRow).where(RunRow.status == "running").order_by(RunRow.created_at, RunRow.run_id)
+        select(RunRow)
+        .where(RunRow.status.in_(("running", "finalizing")))
+        .order_by(RunRow.created_at, RunRow.run_id)
     )
     return await _run_records(session, query)
 
@@ -256,6 +268,17 @@ async def case_results(session: AsyncSession, *, run_id: str) -> list[CaseResult
     return [_case_result(row) for row in (await session.scalars(query)).all()]
 
 
+async def case_keys(session: AsyncSession, *, run_id: str) -> set[tuple[ModelKey, int, str]]:
+    """The (model, rep, case id) of every row of a run: which cases already have a row."""
+    query = select(
+        CaseResultRow.model_id, CaseResultRow.variant, CaseResultRow.rep, CaseResultRow.case_id
+    ).where(CaseResultRow.run_id == run_id)
+    return {
+        (ModelKey(model_id, _variant_value(variant)), rep, case_id)
+        for model_id, variant, rep, case_id in (await session.execute(query)).all()
+    }
+
+
 async def count_case_results(session: AsyncSession, *, run_id: str) -> int:
     query = select(func.count()).select_from(CaseResultRow).where(CaseResultRow.run_id == run_id)
     return int(await session.scalar(query) or 0)
@@ -286,6 +309,12 @@ async def record_lane_failure(
         "recorded_at": _utcnow(),
     }
     return await _insert_or_ignore(session, LaneFailureRow, [row], {run_id}) == 1
+
+
+async def clear_lane_failures(session: AsyncSession, *, run_id: str) -> int:
+    """Forget a run's dead lanes (``bench resume`` revives them); returns how many there were."""
+    result = await session.execute(delete(LaneFailureRow).where(LaneFailureRow.run_id == run_id))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def lane_failures(session: AsyncSession, *, run_id: str) -> list[LaneFailureRecord]:
@@ -367,6 +396,11 @@ async def active_version(session: AsyncSession) -> str | None:
     """The active table's version alone: a cheap check for whether a reload is needed."""
     query = select(ActiveTableRow.version).where(ActiveTableRow.id == _ACTIVE_ROW_ID)
     return await session.scalar(query)
+
+
+async def active_table_info(session: AsyncSession) -> ActiveTableInfo | None:
+    active = await session.get(ActiveTableRow, _ACTIVE_ROW_ID)
+    return None if active is None else ActiveTableInfo(active.version, active.activated_at)
 
 
 async def active_table(session: AsyncSession) -> RoutingTable | None:

@@ -101,7 +101,7 @@ class Engine:
 def engine(ray_cluster: None, tmp_path: Path) -> Iterator[Engine]:
     import ray
 
-    from actors.clients import get_or_create_coordinator
+    from actors.coordinator import get_or_create_coordinator
 
     namespace = f"autoray-test-{uuid.uuid4().hex[:8]}"
     url = f"sqlite+aiosqlite:///{tmp_path / 'autoray.db'}"

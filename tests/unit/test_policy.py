@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from autoray.policy import Action, FailureKind, FailurePolicy
+from autoray.engine.policy import Action, FailureKind, FailurePolicy, failure_kind
+from autoray.errors import (
+    AutorayError,
+    InfrastructureError,
+    SandboxUnavailableError,
+)
 
 
 def test_retries_with_exponential_backoff_until_the_limit() -> None:
@@ -42,3 +47,15 @@ def test_single_attempt_gives_up_at_once() -> None:
 def test_invalid_policy_is_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         FailurePolicy(**kwargs)
+
+
+def test_every_infrastructure_error_is_a_kind_the_policy_retries() -> None:
+    class ProviderDown(InfrastructureError):
+        pass
+
+    assert failure_kind(SandboxUnavailableError("x")) is FailureKind.SANDBOX_UNAVAILABLE
+    assert failure_kind(ProviderDown("503 for 12 s")) is FailureKind.INFRASTRUCTURE
+    assert failure_kind(AutorayError("bug")) is FailureKind.LANE_ERROR
+    policy = FailurePolicy(max_attempts=3)
+    decision = policy.decide(attempt=1, kind=failure_kind(ProviderDown("down")), detail="down")
+    assert decision.action is Action.RETRY and decision.reason == "infrastructure: down"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from autoray.progress import RunProgress, format_duration, render_progress
+from autoray.engine.progress import RunProgress, format_duration, render_progress
 
 
 def _progress(**overrides) -> RunProgress:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from autoray.engine.progress import RunProgress, stored_progress
 from autoray.errors import AutorayError
-from autoray.progress import RunProgress, stored_progress
 from autoray.results import ModelKey
 from autoray.store import repo
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoray.lanes import (
+from autoray.engine.states import (
     InvalidTransitionError,
     LaneEvent,
     LaneState,
@@ -52,8 +52,17 @@ def test_cancel_from_any_live_state_but_not_after_the_end() -> None:
         lane_transition(LaneState.FINISHED, LaneEvent.CANCEL)
 
 
-def test_sweep_marks_silent_lane_dead() -> None:
-    assert _drive(LaneEvent.START, LaneEvent.STARTED, LaneEvent.SWEPT) is LaneState.DEAD
+def test_silence_has_no_direct_path_to_dead() -> None:
+    """A swept lane is a failure for the policy (retry, then dead), never an instant death."""
+    assert "swept" not in {event.value for event in LaneEvent}
+    assert _drive(LaneEvent.START, LaneEvent.STARTED, LaneEvent.FAILED_RETRY) is LaneState.RETRYING
+
+
+def test_a_dead_lane_is_revived_by_resume_and_starts_again() -> None:
+    dead = _drive(LaneEvent.START, LaneEvent.FAILED_GIVE_UP)
+    assert lane_transition(dead, LaneEvent.REVIVE) is LaneState.PENDING
+    with pytest.raises(InvalidTransitionError):
+        lane_transition(LaneState.FINISHED, LaneEvent.REVIVE)
 
 
 def test_invalid_lane_transition_names_state_and_event() -> None:
@@ -65,8 +74,11 @@ def test_run_transitions() -> None:
     status = run_transition(RunStatus.RUNNING, RunStatus.FINALIZING)
     assert run_transition(status, RunStatus.COMPLETED) is RunStatus.COMPLETED
     assert run_transition(RunStatus.RUNNING, RunStatus.CANCELLED).terminal
+    assert run_transition(RunStatus.COMPLETED, RunStatus.RUNNING) is RunStatus.RUNNING  # reopen
     with pytest.raises(InvalidTransitionError):
-        run_transition(RunStatus.COMPLETED, RunStatus.RUNNING)
+        run_transition(RunStatus.FAILED, RunStatus.RUNNING)
+    with pytest.raises(InvalidTransitionError):
+        run_transition(RunStatus.CANCELLED, RunStatus.RUNNING)
     with pytest.raises(InvalidTransitionError):
         run_transition(RunStatus.FINALIZING, RunStatus.CANCELLED)
 
