@@ -258,10 +258,10 @@ def test_upgrade_from_empty_creates_every_table_and_repeats_as_no_op(tmp_path: P
     path = tmp_path / "nested" / "dir" / "autoray.db"
     url = _sqlite_url(path)
     assert not path.parent.exists()
-    assert upgrade(url) == head_revision() == "0001"
+    assert upgrade(url) == head_revision() == "0002"
     assert _tables_in(path) == EXPECTED_TABLES
-    assert upgrade(url) == "0001"
-    assert current_revision(url) == "0001"
+    assert upgrade(url) == "0002"
+    assert current_revision(url) == "0002"
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -272,7 +272,7 @@ def test_current_revision_of_an_empty_database_is_none(tmp_path: Path) -> None:
 
 
 def test_upgrade_to_an_unknown_revision_names_the_valid_ones(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match=r"'9999'.*one of: 0001"):
+    with pytest.raises(StoreError, match=r"'9999'.*one of: 0001, 0002"):
         upgrade(_sqlite_url(tmp_path / "a.db"), revision="9999")
 
 
@@ -295,7 +295,7 @@ async def test_check_schema_refuses_an_unmigrated_database_with_the_fix(tmp_path
         with pytest.raises(StoreError, match="autoray db upgrade"):
             await check_schema(handle.engine)
         await upgrade_async(_sqlite_url(tmp_path / "fresh.db"))
-        assert await check_schema(handle.engine) == "0001"
+        assert await check_schema(handle.engine) == "0002"
     finally:
         await handle.close()
 
@@ -362,7 +362,7 @@ async def test_list_runs_is_newest_first_with_status_filter_and_limit(store: Sto
 
 async def test_list_runs_rejects_a_bad_status_or_limit(store: Store) -> None:
     async with store.session() as s:
-        with pytest.raises(StoreError, match=r"'done'.*running, completed, failed, cancelled"):
+        with pytest.raises(StoreError, match=r"'done'.*running, finalizing, completed, failed, cancelled"):
             await list_runs(s, status="done")
         with pytest.raises(StoreError, match="at least 1, got 0"):
             await list_runs(s, limit=0)

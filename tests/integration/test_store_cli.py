@@ -41,10 +41,10 @@ def test_upgrade_with_the_flag_migrates_and_prints_the_revision(
     url = f"sqlite+aiosqlite:///{path}"
     result = CliRunner().invoke(cli, ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 0, result.output
-    assert "at revision 0001" in result.stdout
+    assert "at revision 0002" in result.stdout
     assert {"runs", "case_results", "routing_tables"} <= _tables(path)
     again = CliRunner().invoke(cli, ["db", "upgrade", "--database-url", url])
-    assert again.exit_code == 0 and "at revision 0001" in again.stdout
+    assert again.exit_code == 0 and "at revision 0002" in again.stdout
 
 
 def test_upgrade_uses_the_environment_when_no_flag_is_given(
@@ -113,7 +113,7 @@ def test_current_reports_none_then_up_to_date(cli: typer.Typer, tmp_path: Path) 
     after = CliRunner().invoke(cli, ["db", "current", "--database-url", url])
     assert before.exit_code == 0 and "revision none" in before.stdout
     assert "autoray db upgrade" in before.stdout
-    assert after.exit_code == 0 and "revision 0001 (up to date)" in after.stdout
+    assert after.exit_code == 0 and "revision 0002 (up to date)" in after.stdout
 
 
 # --- autoray table show --json: the documented format ----------------------------------

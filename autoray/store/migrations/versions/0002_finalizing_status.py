@@ -24,7 +24,7 @@ _OLD = "status IN ('running', 'completed', 'failed', 'cancelled')"
 
 
 def _replace_check(condition: str) -> None:
-    with op.batch_alter_table("runs", recreate="always") as batch:
+    with op.batch_alter_table("runs", recreate="auto") as batch:
         batch.drop_constraint(op.f("ck_runs_status"), type_="check")
         batch.create_check_constraint("status", condition)
 
