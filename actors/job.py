@@ -6,6 +6,10 @@ Inside a job Ray sets ``RAY_ADDRESS``, so the driver joins the cluster the job w
 to; progress goes to the job log, one line every few seconds. Pass ``--database-url`` with an
 absolute path (or a PostgreSQL URL): a relative SQLite path would land in the job's temporary
 working directory.
+
+Model keys are not passed with the job: a ``runtime_env`` is stored by Ray and shown in its
+dashboard. The lanes read them from the nodes' environment (the environment of ``ray start``),
+and the preflight checks, before the run starts, that every lane node has them.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import argparse
 import json
 import sys
 
-from actors import driver
+from actors import driver, preflight
 from autoray.errors import AutorayError
 from autoray.settings import Settings
 
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "run":
+            preflight.check_config(args.config, options, settings)
             client, run_id, _ = driver.start(args.config, options, settings)
         else:
             client, _ = driver.resume(args.run_id, options, settings)

@@ -46,11 +46,12 @@ def run(
     detach: Annotated[bool, typer.Option("--detach", help="Start the run and return.")] = False,
 ) -> None:
     """Start a run through the coordinator and follow it until it ends (exit 0 if completed)."""
-    from actors import driver
+    from actors import driver, preflight
 
     settings = Settings.from_env()
     options = _options(address, database_url)
     try:
+        preflight.check_config(config, options, settings)  # keys and endpoints; creates nothing
         client, run_id, url = driver.start(config, options, settings)
     except AutorayError as err:
         fail(str(err))
