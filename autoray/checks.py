@@ -132,8 +132,10 @@ class ProgramVerdict:
 class ProgramRunner(Protocol):
     """Runs a program check against an answer in a sandbox working directory.
 
-    The case runner implements this against the case's sandbox; an infrastructure failure
-    (sandbox gone) should raise an ``InfrastructureError``, not return a failed verdict.
+    The case runner implements this against the case's sandbox. An infrastructure failure
+    raises an ``InfrastructureError`` instead of returning a failed verdict: a sandbox that is
+    gone (``SandboxUnavailableError``), a grader file that cannot be written or a grader that
+    cannot be spawned (``GraderUnavailableError``), which once became a silent score 0.
     """
 
     def run_program(self, check: ProgramCheck, answer: str) -> ProgramVerdict: ...
