@@ -355,16 +355,16 @@ class Soak:
 
     def _fault_lane_kill(self, run_id: str, fault: Fault) -> str:
         name, pid = self._working_lane(run_id)
-        _sigkill(pid, "ray::ShardLane")
+        sigkill(pid, "ray::ShardLane")
         return f"SIGKILL pid {pid} ({name.removeprefix('lane:' + run_id + ':')})"
 
     def _fault_coordinator_kill(self, run_id: str, fault: Fault) -> str:
-        pid = _actor_pid(self.client.handle)
-        _sigkill(pid, "ray::Coordinator")
+        pid = actor_pid(self.client.handle)
+        sigkill(pid, "ray::Coordinator")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                new_pid = _actor_pid(self.client.handle)
+                new_pid = actor_pid(self.client.handle)
                 if new_pid != pid and self.client.ping(timeout=5):
                     return f"SIGKILL pid {pid}; Ray restarted it as pid {new_pid}"
             time.sleep(0.5)
@@ -374,7 +374,7 @@ class Soak:
         fail_starts_for(self.state_dir, fault.duration_s)
         try:
             name, pid = self._working_lane(run_id)
-            _sigkill(pid, "ray::ShardLane")
+            sigkill(pid, "ray::ShardLane")
             killed = f"; lane {name.removeprefix('lane:' + run_id + ':')} killed into it"
         except LookupError:
             killed = "; no working lane to kill into it"
@@ -383,14 +383,14 @@ class Soak:
 
     def _fault_farm_503(self, run_id: str, fault: Fault) -> str:
         base = self._farm(run_id)
-        _switch(base, {"status": 503, "for_s": fault.duration_s})
+        switch_farm(base, {"status": 503, "for_s": fault.duration_s})
         seen = httpx.get(f"{base}/v1/models", timeout=5).status_code
         time.sleep(fault.duration_s)
         return f"farm answered HTTP {seen} for {fault.duration_s:g} s"
 
     def _fault_farm_refuse(self, run_id: str, fault: Fault) -> str:
         base = self._farm(run_id)
-        _switch(base, {"refuse": True, "for_s": fault.duration_s})
+        switch_farm(base, {"refuse": True, "for_s": fault.duration_s})
         refused = _refused(base)
         time.sleep(fault.duration_s)
         seen = "refused connections" if refused else "still accepted connections (!)"
@@ -413,15 +413,11 @@ class Soak:
         for lane in lanes:
             with contextlib.suppress(ValueError, LookupError):
                 handle = ray.get_actor(lane["actor_name"], namespace=self.namespace)
-                return lane["actor_name"], _actor_pid(handle)
+                return lane["actor_name"], actor_pid(handle)
         raise LookupError(f"run {run_id} has no working lane to kill")
 
     def _farm(self, run_id: str) -> str:
-        """The farm the coordinator started for this run (it is restarted with the coordinator,
-        so it is looked up afresh for every fault)."""
-        handle = ray.get_actor(f"simfarm:{run_id}", namespace=self.namespace)
-        url = str(ray.get(handle.url.remote(), timeout=10))
-        return url.removesuffix("/v1")
+        return farm_base_url(run_id, self.namespace)
 
     # -- reading the result --------------------------------------------------------------------
     def _read(
@@ -445,7 +441,18 @@ class Soak:
         return asyncio.run(read())
 
 
-def _actor_pid(handle: Any) -> int:
+def farm_base_url(run_id: str, namespace: str) -> str:
+    """Where the farm the coordinator started for a run listens (``http://127.0.0.1:PORT``).
+
+    A restarted coordinator starts a new farm for the runs it resumes, so look it up afresh
+    for every fault rather than keeping an address.
+    """
+    handle = ray.get_actor(f"simfarm:{run_id}", namespace=namespace)
+    url = str(ray.get(handle.url.remote(), timeout=10))
+    return url.removesuffix("/v1")
+
+
+def actor_pid(handle: Any) -> int:
     """The process id of a live actor, from Ray's actor table."""
     from ray._private import state  # the public state API needs the dashboard
 
@@ -456,7 +463,7 @@ def _actor_pid(handle: Any) -> int:
     return pid
 
 
-def _sigkill(pid: int, title: str) -> None:
+def sigkill(pid: int, title: str) -> None:
     """SIGKILL ``pid`` only if it is the Ray worker we mean (its title starts with ``title``)."""
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     if not cmdline.startswith(title):
@@ -464,7 +471,8 @@ def _sigkill(pid: int, title: str) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
-def _switch(base: str, body: dict[str, Any]) -> None:
+def switch_farm(base: str, body: dict[str, Any]) -> None:
+    """Throw one of the farm's test fault switches (``body`` as ``POST /admin/faults`` takes)."""
     response = httpx.post(f"{base}/admin/faults", json=body, timeout=10)
     if response.status_code != 202:
         raise RuntimeError(f"farm fault switch answered {response.status_code}: {response.text}")
