@@ -68,5 +68,10 @@ class ProviderError(AutorayError):
     tool call, a context-length 400): a score-0 row with this message as its error."""
 
 
+class ModelTimeoutError(ProviderError):
+    """The model did not answer within the entry's ``timeout_s`` on any attempt: its own
+    timeout, a score-0 row marked ``timed_out``, like a case that runs past its deadline."""
+
+
 class StoreError(AutorayError):
     """The database rejected an operation or is at an unexpected schema version."""

@@ -34,7 +34,12 @@ from autoray.checks import (
     program_files,
     validate_relative_path,
 )
-from autoray.errors import GraderUnavailableError, ProviderError, SandboxUnavailableError
+from autoray.errors import (
+    GraderUnavailableError,
+    ModelTimeoutError,
+    ProviderError,
+    SandboxUnavailableError,
+)
 from autoray.results import ERROR_MAX_CHARS, OUTPUT_PREFIX_MAX_CHARS, CaseOutcome
 from autoray.sandbox import create_sandbox, preflight_sandbox
 from autoray.simulation import step_call
@@ -359,6 +364,7 @@ class _Conversation:
                 pass
         except ProviderError as exc:
             self.transcript.error = str(exc)
+            self.transcript.timed_out = isinstance(exc, ModelTimeoutError)
         return self.transcript
 
     def _turn(self) -> bool:

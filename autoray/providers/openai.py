@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from autoray.errors import AutorayError, ProviderError, ProviderUnavailableError
+from autoray.errors import (
+    AutorayError,
+    ModelTimeoutError,
+    ProviderError,
+    ProviderUnavailableError,
+)
 from autoray.providers.base import ChatResponse, ToolCall, wire_model_name
 from autoray.settings import read_secret
 
@@ -92,7 +97,9 @@ class _Failure:
 
     def error(self, attempts: int) -> AutorayError:
         message = self.message(attempts)
-        return ProviderUnavailableError(message) if self.infrastructure else ProviderError(message)
+        if self.infrastructure:
+            return ProviderUnavailableError(message)
+        return ModelTimeoutError(message) if self.model_timeout else ProviderError(message)
 
 
 class OpenAIProvider:

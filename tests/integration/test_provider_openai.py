@@ -24,7 +24,12 @@ from starlette.routing import Route
 
 from autoray.cases import Dataset, GoldenCase
 from autoray.config import ModelEntry, PriceConfig, RunnerConfig
-from autoray.errors import ConfigError, ProviderError, ProviderUnavailableError
+from autoray.errors import (
+    ConfigError,
+    ModelTimeoutError,
+    ProviderError,
+    ProviderUnavailableError,
+)
 from autoray.providers import OpenAIProvider, create_provider, wire_model_name
 from autoray.providers.simfarm import serve_farm
 from autoray.runner import TOOL_SCHEMAS, run_case
@@ -268,12 +273,12 @@ def test_timeout_is_a_transport_error_that_is_retried(farm_url: str) -> None:
     assert len(sleeps) == 1
 
 
-def test_timeout_after_retries_raises_naming_the_timeout(farm_url: str) -> None:
+def test_timeout_after_retries_is_the_models_own_timeout(farm_url: str) -> None:
     _faults(farm_url, "sim-good", {"delay_ms": 1500})
     entry = _entry("sim-good", timeout_s=0.3, max_retries=0)
     with (
         _provider(entry, farm_url, _Sleeps()) as provider,
-        pytest.raises(ProviderError, match="ReadTimeout"),
+        pytest.raises(ModelTimeoutError, match="ReadTimeout"),
     ):
         provider.chat(_ask(PLAIN))
 

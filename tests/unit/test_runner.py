@@ -16,6 +16,7 @@ from autoray.cases import AGENTIC_SYSTEM_PROMPT, DEFAULT_SYSTEM_PROMPT, GoldenCa
 from autoray.config import RunnerConfig, SandboxConfig
 from autoray.errors import (
     GraderUnavailableError,
+    ModelTimeoutError,
     ProviderError,
     ProviderUnavailableError,
     SandboxUnavailableError,
@@ -365,6 +366,13 @@ def test_provider_unavailable_propagates_instead_of_becoming_a_row(
         run_case(AGENTIC, provider=mid_loop, sandbox=sandbox, config=CONFIG)
 
 
+def test_the_models_own_timeout_is_a_timed_out_row() -> None:
+    slow = ModelTimeoutError("model 'm' at http://127.0.0.1:9: ReadTimeout (after 4 attempt(s))")
+    outcome = run_case(TEXT, provider=ScriptedProvider([slow]), sandbox=None, config=CONFIG)
+    assert (outcome.score, outcome.timed_out) == (0.0, True)
+    assert "ReadTimeout" in (outcome.error or "")
+
+
 def test_errors_are_redacted_and_capped() -> None:
     secret = "sk-proj-abcdefghijklmnop1234"
     error = ProviderError(
@@ -485,6 +493,15 @@ def test_grader_path_blocked_by_the_models_own_files_is_its_failure(
         case, provider=ArmingProvider(failing, "done"), sandbox=failing, config=CONFIG
     )
     assert outcome.score == 0.0 and outcome.error is None
+
+
+@pytest.mark.parametrize("failing", [("write", errno.ENOSPC)], indirect=True)
+def test_case_files_that_cannot_be_written_are_infrastructure(failing: FailingSandbox) -> None:
+    failing.armed = True
+    provider = ScriptedProvider([_reply("3")])
+    with pytest.raises(SandboxUnavailableError, match="could not be written"):
+        run_case(AGENTIC, provider=provider, sandbox=failing, config=CONFIG)
+    assert provider.calls == []
 
 
 def test_case_needing_a_sandbox_without_one_is_infrastructure() -> None:
