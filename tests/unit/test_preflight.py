@@ -1,6 +1,6 @@
 """The preflight's pure part: which keys and endpoints, on which nodes, and what answers mean.
 
-The ports are recorded fakes here; ``tests/integration/test_preflight.py`` runs the real probes
+The ports are recorded fakes here; ``tests/integration/test_preflight_ray.py`` runs the real probes
 on a local Ray and the real CLI.
 """
 
