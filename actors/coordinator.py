@@ -74,6 +74,7 @@ class _Live:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    drive: asyncio.Task[Any] | None = None
 
     @property
     def run(self) -> RunState:
@@ -238,7 +239,7 @@ class Coordinator:
 
     def _launch(self, live: _Live) -> None:
         self._runs[live.run.run_id] = live
-        self._background(live, self._drive(live))
+        live.drive = self._background(live, self._drive(live))
 
     def _background(self, live: _Live, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(work)
@@ -466,6 +467,8 @@ class Coordinator:
         )
         if action.status.terminal:
             live.done.set()
+            if live.pg is None and live.drive not in (None, asyncio.current_task()):
+                live.drive.cancel()  # e.g. cancelled while waiting for containers
 
     async def _write(self, what: str, work: Callable[[Any], Awaitable[Any]]) -> None:
         """A database write, tried a few times: a stalled database must not lose a status."""

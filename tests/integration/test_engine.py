@@ -1,11 +1,21 @@
 """The benchmark engine on a real local Ray cluster: plan-shaped lanes, exactly-once rows,
-faults (lost lanes, a crashed coordinator, sandbox start failures) and the published table."""
+faults (lost, frozen and silent lanes, a crashed coordinator, sandbox start failures), whole
+entries, reopening a run, and the published table.
+
+Sandbox faults come from the ``fault`` sandbox backend (test faults, configured in the run's
+config like any backend); lane processes are killed or frozen with real signals.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
+import signal
 import time
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -13,12 +23,22 @@ import ray
 from autoray.cases import load_dataset
 from autoray.planning import plan_run
 from autoray.results import ModelKey
+from autoray.sandbox import fail_starts_for, start_count
 from autoray.table import routes_equal
 from autoray.taxonomy import ROUTES
-from tests.integration import faults
 from tests.integration.conftest import Engine, bench_config, sim_model, two_models
 
 pytestmark = pytest.mark.ray
+
+
+def _faulty(tmp_path: Path, **faults: Any) -> dict[str, Any]:
+    """A ``fault`` sandbox (test faults) with its state and lane directories under tmp_path."""
+    return {
+        "backend": "fault",
+        "timeout_s": 30,
+        "root": str(tmp_path / "sandboxes"),
+        "faults": {"state_dir": str(tmp_path / "faults"), **faults},
+    }
 
 
 def _expected_keys(dataset: str, models: list[dict], reps: int) -> set[tuple]:
@@ -87,6 +107,11 @@ def test_repeated_delivery_writes_nothing_new(engine: Engine, mini_dataset: str)
     assert progress.cases_done == 18
     keys = _row_keys(engine.rows(run_id))
     assert len(keys) == len(set(keys)) == 18
+    # After finalization a row with a new key (a killed lane's late delivery) is refused.
+    late = dataclasses.replace(first, rep=7)
+    assert engine.client.record_result(late) is False
+    assert len(engine.rows(run_id)) == 18
+    assert engine.client.diagnostics(run_id)["refused"] == 1
 
 
 def test_killed_lane_is_retried_and_only_missing_cases_run(
@@ -133,11 +158,10 @@ def test_coordinator_crash_resumes_from_persisted_rows(engine: Engine, mini_data
 def test_sandbox_start_failures_are_retried_never_scored(
     engine: Engine, mini_dataset: str, tmp_path
 ) -> None:
-    faults.ship_by_value()
-    flaky = faults.FlakyStarts(state_dir=str(tmp_path), fail_first=2)
     models = two_models()
-    config = bench_config(mini_dataset, models, max_live_containers=4)
-    run_id = engine.start(config, sandbox_factory=flaky)
+    sandbox = _faulty(tmp_path, fail_first=2)
+    config = bench_config(mini_dataset, models, max_live_containers=4, sandbox=sandbox)
+    run_id = engine.start(config)
     progress = engine.wait(run_id)
     assert progress.status == "completed"
     rows = engine.rows(run_id)
@@ -145,16 +169,23 @@ def test_sandbox_start_failures_are_retried_never_scored(
     assert not [r for r in rows if r.outcome.error and "injected" in r.outcome.error]
     lanes = engine.client.lanes(run_id)
     assert all(lane["attempts"] == 3 for lane in lanes)
-    assert all(faults.start_count(str(tmp_path), lane["identity"]) == 3 for lane in lanes)
+    state_dir = sandbox["faults"]["state_dir"]
+    assert all(start_count(state_dir, lane["identity"]) == 3 for lane in lanes)
     assert engine.lane_failures(run_id) == []
 
 
 def test_lane_beyond_retry_limit_is_dead_and_others_finalize(
     engine: Engine, mini_dataset: str, tmp_path
 ) -> None:
-    faults.ship_by_value()
     models = two_models()
-    config = bench_config(mini_dataset, models, max_live_containers=4, engine={"max_attempts": 2})
+    doomed = "dead-lane-run:sim/generalist::0:1"
+    config = bench_config(
+        mini_dataset,
+        models,
+        max_live_containers=4,
+        engine={"max_attempts": 2},
+        sandbox=_faulty(tmp_path, always=[doomed]),
+    )
     probe = plan_run(
         run_id="x",
         models=[ModelKey("sim/cheap-debugger", None)],
@@ -164,19 +195,12 @@ def test_lane_beyond_retry_limit_is_dead_and_others_finalize(
         budget=2,
     )
     assert probe.shard_count == 2
-    run_id = engine.start(
-        config,
-        run_id="dead-lane-run",
-        sandbox_factory=faults.FlakyStarts(
-            state_dir=str(tmp_path),
-            always=frozenset({"dead-lane-run:sim/generalist::0:1"}),
-        ),
-    )
+    run_id = engine.start(config, run_id="dead-lane-run")
     progress = engine.wait(run_id)
     assert progress.status == "completed"
     assert progress.dead_lanes == 1
     (failure,) = engine.lane_failures(run_id)
-    assert failure.lane_identity == "dead-lane-run:sim/generalist::0:1"
+    assert failure.lane_identity == doomed
     assert failure.attempts == 2
     rows = engine.rows(run_id)
     assert not [r for r in rows if r.outcome.error and "injected" in r.outcome.error]
@@ -184,20 +208,24 @@ def test_lane_beyond_retry_limit_is_dead_and_others_finalize(
     assert per_model["sim/cheap-debugger"] == 18
     assert per_model["sim/generalist"] == 9  # shard 1 (chunks 1, 3, 5) never ran
     assert "dead" in (progress.reason or "")
+    # Whole entries or nothing: the generalist's half-done entry is left out of the table.
+    assert "sim/generalist rep 0" in (progress.reason or "")
+    table = engine.table()
+    assert table is not None and table.version == progress.table_version
+    assert {c.model_id for route in ROUTES for c in table.routes[route]} == {"sim/cheap-debugger"}
 
 
 def test_faulted_run_publishes_the_same_table_as_a_clean_run(
     engine: Engine, mini_dataset: str, tmp_path
 ) -> None:
-    faults.ship_by_value()
     models = two_models()
     clean = engine.start(bench_config(mini_dataset, models, max_live_containers=4))
     assert engine.wait(clean).status == "completed"
     clean_table = engine.table()
 
-    flaky = faults.FlakyStarts(state_dir=str(tmp_path), fail_first=1)
+    sandbox = _faulty(tmp_path, fail_first=1)
     faulted = engine.start(
-        bench_config(mini_dataset, models, max_live_containers=4), sandbox_factory=flaky
+        bench_config(mini_dataset, models, max_live_containers=4, sandbox=sandbox)
     )
     engine.wait_for_rows(faulted, 5)
     lane = engine.client.lanes(faulted)[0]
@@ -305,22 +333,25 @@ def test_docker_lanes_publish_and_leave_no_container(
 def test_silent_lane_is_swept_and_the_run_finalizes(
     engine: Engine, mini_dataset: str, tmp_path
 ) -> None:
-    faults.ship_by_value()
-    config = bench_config(
-        mini_dataset, two_models(), max_live_containers=2, engine={"sweep_after_s": 4}
-    )
+    """A lane whose sandbox start never returns sends no heartbeat: it is swept, retried by
+    the policy (not killed at once), and dead only when its retries run out."""
     silent = "swept-run:sim/generalist::0:0"
-    run_id = engine.start(
-        config,
-        run_id="swept-run",
-        sandbox_factory=faults.FlakyStarts(state_dir=str(tmp_path), hang=frozenset({silent})),
+    config = bench_config(
+        mini_dataset,
+        two_models(),
+        max_live_containers=2,
+        engine={"sweep_after_s": 15, "heartbeat_s": 1, "max_attempts": 2},
+        sandbox=_faulty(tmp_path, hang=[silent]),
     )
-    progress = engine.wait(run_id, timeout=120)
+    run_id = engine.start(config, run_id="swept-run")
+    progress = engine.wait(run_id, timeout=180)
     assert progress.status == "completed"
     assert progress.dead_lanes == 1
     (failure,) = engine.lane_failures(run_id)
     assert failure.lane_identity == silent
-    assert "sweep_after_s=4" in failure.reason
+    assert failure.attempts == 2  # swept once, retried, swept again
+    assert failure.reason.startswith("lane_silent: no heartbeat")
+    assert "sweep_after_s=15" in failure.reason
     per_model = Counter(r.model_id for r in engine.rows(run_id))
     assert per_model == {"sim/cheap-debugger": 18}
 
@@ -347,18 +378,20 @@ def test_silent_shard_is_swept_while_its_sibling_delivers(
 ) -> None:
     """Rows from shard 0 of a model say nothing about shard 1: the silent one is swept while
     shard 0 is still delivering, not only after it has finished."""
-    faults.ship_by_value()
-    # 4 s of silence sweeps a lane: a healthy lane's first row (process start included) and its
-    # 1.2 s cases fit well inside that on a loaded 2-core machine, and shard 0's nine cases
-    # (about 11 s) are still running when the silent shard is swept.
-    models = [sim_model("sim/steady", price=0.2, skill={"default": 1.0}, latency_ms=1200)]
-    config = bench_config(mini_dataset, models, max_live_containers=2, engine={"sweep_after_s": 4})
+    # 15 s of silence sweeps a lane (a lane process can take several seconds to start on a
+    # loaded 2-core machine): a healthy lane beats every second, also during its 3 s cases, and
+    # shard 0's nine cases (about 27 s) are still running when the silent shard is swept; one
+    # attempt only, so the sweep makes it dead at once.
+    models = [sim_model("sim/steady", price=0.2, skill={"default": 1.0}, latency_ms=3000)]
     silent = "sibling-run:sim/steady::0:1"
-    run_id = engine.start(
-        config,
-        run_id="sibling-run",
-        sandbox_factory=faults.FlakyStarts(state_dir=str(tmp_path), hang=frozenset({silent})),
+    config = bench_config(
+        mini_dataset,
+        models,
+        max_live_containers=2,
+        engine={"sweep_after_s": 15, "heartbeat_s": 1, "max_attempts": 1},
+        sandbox=_faulty(tmp_path, hang=[silent]),
     )
+    run_id = engine.start(config, run_id="sibling-run")
     deadline = time.monotonic() + 60
     while not engine.lane_failures(run_id):
         assert time.monotonic() < deadline, "the silent shard was never swept"
@@ -369,3 +402,65 @@ def test_silent_shard_is_swept_while_its_sibling_delivers(
     (failure,) = engine.lane_failures(run_id)
     assert failure.lane_identity == silent
     assert len(engine.rows(run_id)) == 9  # shard 0's chunks 0, 2, 4 only
+
+
+def test_frozen_lane_is_swept_retried_and_every_row_arrives_once(
+    engine: Engine, mini_dataset: str
+) -> None:
+    """A lane process that stops answering (SIGSTOP) sends no heartbeat: the sweep hands it to
+    the policy, its successor runs only the missing cases, and the run completes whole."""
+    models = [sim_model("sim/slow", price=0.2, skill={"default": 1.0}, latency_ms=200)]
+    config = bench_config(
+        mini_dataset,
+        models,
+        max_live_containers=1,
+        engine={"sweep_after_s": 15, "heartbeat_s": 1},
+    )
+    run_id = engine.start(config)
+    engine.wait_for_rows(run_id, 3)
+    (lane,) = engine.client.lanes(run_id)
+    actor = ray.get_actor(lane["actor_name"], namespace=engine.namespace)
+    pid = ray.get(actor.pid.remote())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        progress = engine.wait(run_id, timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # ours to clean up, if Ray has not already
+    assert progress.status == "completed", progress.reason
+    assert progress.dead_lanes == 0
+    (lane,) = engine.client.lanes(run_id)
+    assert lane["attempts"] == 2
+    keys = _row_keys(engine.rows(run_id))
+    assert len(keys) == len(set(keys)) == 18
+    assert engine.lane_failures(run_id) == []
+
+
+def test_resume_revives_dead_lanes_of_a_completed_run_and_publishes_whole(
+    engine: Engine, mini_dataset: str, tmp_path: Path
+) -> None:
+    """Every sandbox start fails until the switch goes off: the lane dies, nothing is
+    published, and `bench resume` on the completed run revives it and re-finalizes."""
+    sandbox = _faulty(tmp_path)
+    fail_starts_for(sandbox["faults"]["state_dir"], 3600)
+    models = [sim_model("sim/a", price=0.2, skill={"default": 1.0})]
+    config = bench_config(
+        mini_dataset, models, max_live_containers=1, engine={"max_attempts": 2}, sandbox=sandbox
+    )
+    run_id = engine.start(config)
+    first = engine.wait(run_id)
+    assert first.status == "completed" and first.dead_lanes == 1
+    assert first.table_version is None and "sim/a rep 0" in (first.reason or "")
+    assert engine.rows(run_id) == []
+
+    fail_starts_for(sandbox["faults"]["state_dir"], 0)
+    assert engine.client.resume_run(run_id) == run_id
+    again = engine.wait(run_id)
+    assert again.status == "completed", again.reason
+    assert again.dead_lanes == 0 and again.reason is None
+    assert engine.lane_failures(run_id) == []
+    assert len(engine.rows(run_id)) == 18
+    table = engine.table()
+    assert table is not None and table.version == again.table_version
+    with pytest.raises(Exception, match="every entry whole"):
+        engine.client.resume_run(run_id)
