@@ -464,3 +464,28 @@ def test_resume_revives_dead_lanes_of_a_completed_run_and_publishes_whole(
     assert table is not None and table.version == again.table_version
     with pytest.raises(Exception, match="every entry whole"):
         engine.client.resume_run(run_id)
+
+
+def test_a_run_that_cannot_resume_is_marked_failed_not_left_running(
+    engine: Engine, mini_dataset: str, tmp_path: Path
+) -> None:
+    """Finding 5: a resume that failed left a zombie `running` row. Here the coordinator dies
+    for good mid-run and the run's case files are gone when the next one starts."""
+    import shutil
+
+    from actors.coordinator import get_or_create_coordinator
+
+    dataset = tmp_path / "vanishing-dataset"
+    shutil.copytree(mini_dataset, dataset)
+    models = [sim_model("sim/slow", price=0.2, skill={"default": 1.0}, latency_ms=300)]
+    run_id = engine.start(bench_config(str(dataset), models, max_live_containers=1))
+    engine.wait_for_rows(run_id, 2)
+    ray.kill(engine.client.handle, no_restart=True)
+    shutil.rmtree(dataset)
+
+    engine.client = get_or_create_coordinator(engine.database_url, namespace=engine.namespace)
+    record = engine.run_record(run_id)
+    assert record.status == "failed"
+    assert (record.status_reason or "").startswith("cannot resume:")
+    assert str(dataset) in (record.status_reason or "")
+    assert engine.client.status(run_id).status == "failed"
