@@ -69,7 +69,9 @@ def resume(
     database_url: DatabaseUrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Resume a run that is still marked running: only the cases without a row run again."""
+    """Resume a run: one still running carries on (only the cases without a row run again), a
+    finalizing one finalizes again, and a completed one with dead lanes revives them and is
+    finalized again with its entries whole."""
     from actors import driver
 
     settings = Settings.from_env()
