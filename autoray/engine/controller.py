@@ -183,12 +183,13 @@ class RunController:
         run.waiting = None
         if run.status is RunStatus.FINALIZING:
             return self._finalize_now()
+        pending = [lane for lane in run.lanes.values() if lane.state is LaneState.PENDING]
         actions: list[EngineAction] = []
-        for lane in run.lanes.values():
-            if lane.state is LaneState.PENDING:
-                if run.resumed_rows is not None:
-                    actions.append(RemoveSandboxes(lane.identity))
-                actions += self._spawn(lane, LaneEvent.START)
+        if pending and run.resumed_rows is not None:
+            # The lanes of the coordinator before ours died with it, leaving their sandboxes.
+            actions.append(RemoveSandboxes(None))
+        for lane in pending:
+            actions += self._spawn(lane, LaneEvent.START)
         return actions + self._maybe_finalize()
 
     def waiting(self, message: str) -> None:

@@ -341,7 +341,7 @@ def test_resume_reopens_a_completed_run_and_revives_its_dead_lanes(mini: Dataset
     assert actions[0] == ForgetDead()
     assert _of(actions, SetStatus)[0].status is RunStatus.RUNNING and again.accepts_rows
     begin = again.begin()
-    assert begin[:2] == [RemoveSandboxes(b), _of(begin, LaneMoved)[0]]
+    assert begin[:2] == [RemoveSandboxes(None), _of(begin, LaneMoved)[0]]
     assert _of(begin, SpawnLane) == [SpawnLane(b, 1)]
     again.lane_started(b, 1)
     _deliver(again, b)
