@@ -7,6 +7,14 @@ the default classifier as a Serve replica would at first use, then times ``class
 request of the evaluation split (``--rounds`` times each) and on a 5 MB prompt (read through
 its 4000-character prefix). For comparison it times the scikit-learn baseline's
 ``predict_proba`` on the same requests. Figures are printed with the machine, never asserted.
+
+Each request is timed twice: *hot* (the call right after the previous one, every cache warm,
+as in a loop) and *cold* (after touching a 64 MiB array, which evicts the CPU caches: a Serve
+replica runs the client, the proxy and Ray's threads between two requests, and timed inside a
+replica ``classify`` cost twice its hot figure). Beside today's serving path it times the
+reference path (the training-time features of :func:`autoray.classify.features.featurize` and
+the weights as fitted), which is what ``classify`` ran before the serving index; both run in
+the same loop, request by request, so a busy machine slows both alike.
 """
 
 from __future__ import annotations
@@ -22,9 +30,15 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 from benchmarks.machine import machine  # noqa: E402
 
 FIVE_MB = 5 * 2**20
+EVICT_BYTES = 64 * 2**20
+"""Twice the last-level cache of the machines measured so far (32 MiB)."""
+
+Samples = tuple[list[float], list[float]]
 
 
 def percentile(samples: Sequence[float], share: float) -> float:
@@ -52,7 +66,63 @@ def timed(
     return wall, cpu
 
 
-def row(label: str, samples: tuple[list[float], list[float]]) -> str:
+class Evictor:
+    """Touches (reads and writes) every cache line of a 64 MiB array: caches cold after it."""
+
+    def __init__(self) -> None:
+        self.scratch = np.ones(EVICT_BYTES // 8)
+
+    def __call__(self) -> None:
+        self.scratch += 1.0
+
+
+def interleaved(
+    calls: dict[str, Callable[[str], object]], texts: Sequence[str], rounds: int, cold: bool
+) -> dict[str, Samples]:
+    """Wall and CPU milliseconds of each call on each text, the calls taking turns per text.
+
+    Taking turns request by request spreads the machine's other load over every path alike,
+    so the ratios hold even where the absolute figures move between runs.
+    """
+    evict = Evictor()
+    samples: dict[str, Samples] = {label: ([], []) for label in calls}
+    for call in calls.values():
+        for text in texts[:20]:
+            call(text)
+    for _ in range(rounds):
+        for text in texts:
+            for label, call in calls.items():
+                if cold:
+                    evict()
+                else:
+                    call(text)
+                started, started_cpu = time.perf_counter_ns(), time.thread_time_ns()
+                call(text)
+                samples[label][1].append((time.thread_time_ns() - started_cpu) / 1e6)
+                samples[label][0].append((time.perf_counter_ns() - started) / 1e6)
+    return samples
+
+
+def reference_classify(classifier: object) -> Callable[[str], object]:
+    """``classify`` as it was before the serving index: the training-time feature path."""
+    from autoray.classify.base import bounded_prefix, ranked_classification
+
+    model, name = classifier.model, classifier.name  # type: ignore[attr-defined]
+
+    def classify(text: str) -> object:
+        prefix, truncated = bounded_prefix(text)
+        return ranked_classification(
+            model.routes,
+            model.probabilities(prefix).tolist(),
+            classifier=name,
+            prefix=prefix,
+            truncated=truncated,
+        )
+
+    return classify
+
+
+def row(label: str, samples: Samples) -> str:
     wall, cpu = samples
     return (
         f"| {label} | {len(wall)} | {statistics.median(wall):.3f} | "
@@ -62,13 +132,12 @@ def row(label: str, samples: tuple[list[float], list[float]]) -> str:
 
 
 def model_bytes(classifier: object) -> int:
-    model = classifier.model  # type: ignore[attr-defined]
+    """What the classifier serves from: its weights, vocabularies and key tables."""
     total = 0
-    for member in model.members:
-        total += member.coef.nbytes + member.intercept.nbytes
-        for block in member.blocks:
-            total += block.idf.nbytes + block.hashes.nbytes
-            total += sum(len(key) + 8 for key in block.index)
+    for member in classifier._served:  # type: ignore[attr-defined]
+        total += member.coef.nbytes + member.intercept.nbytes + member.index.idf.nbytes
+        for table in member.index.tables:
+            total += table.keys.nbytes + table.starts.nbytes
     return total
 
 
@@ -94,7 +163,9 @@ def main() -> None:
     huge = ("Our export job dies with the traceback below, please have a look.\n" * 80_000)[
         :FIVE_MB
     ]
-    ours = timed(classifier.classify, texts, args.rounds)
+    paths = {"serving index": classifier.classify, "reference": reference_classify(classifier)}
+    hot = interleaved(paths, texts, args.rounds, cold=False)
+    cold = interleaved(paths, texts, args.rounds, cold=True)
     prompt = timed(classifier.classify, [huge], 500)
     baseline = train_baseline(split(requests, "train"))
     theirs = timed(baseline.classify, texts, 1)
@@ -111,9 +182,15 @@ def main() -> None:
     print()
     print("| what | calls | wall p50 (ms) | wall p99 | CPU p50 (ms) | CPU p99 | CPU max |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    print(row("embedded, eval requests", ours))
-    print(row("embedded, 5 MB prompt (4000-char prefix)", prompt))
+    for state, samples in (("hot", hot), ("cold", cold)):
+        for path, figures in samples.items():
+            print(row(f"embedded, eval requests, {state}, {path}", figures))
+    print(row("embedded, 5 MB prompt (4000-char prefix), hot", prompt))
     print(row("baseline (scikit-learn predict_proba), eval requests", theirs))
+    print()
+    for state, samples in (("hot", hot), ("cold", cold)):
+        ours, theirs = (statistics.median(samples[path][1]) for path in paths)
+        print(f"{state}: serving index / reference, CPU p50: {ours / theirs:.2f}")
     print()
     print(f"import autoray.classify: {imported - started:.2f} s")
     print(f"training at first use (load the set, fit on train): {trained - imported:.2f} s")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from autoray.classify.features import (
     BlockKind,
     FeatureSpec,
     FittedBlock,
+    ServingIndex,
     featurize,
     fit_block,
     width,
@@ -90,6 +92,55 @@ class EmbeddedModel:
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         return [self.routes[int(np.argmax(self.probabilities(text)))] for text in texts]
+
+
+@dataclass(frozen=True, slots=True)
+class ServedMember:
+    """A :class:`LinearMember` laid out for serving, one row per column: the column's idf in
+    its block's place (zero in the other blocks' places), then its weights; a last row of zeros
+    stands for "no column". One gather fetches everything a request needs, and one product
+    gives both each block's l2 norm and its scores."""
+
+    index: ServingIndex
+    rows: NDArray[np.float32]
+    intercept: tuple[float, ...]
+    sublinear_tf: bool
+
+    @classmethod
+    def of(cls, member: LinearMember) -> ServedMember:
+        blocks = member.blocks
+        places = np.zeros((width(blocks) + 1, len(blocks)))
+        start = 0
+        for place, block in enumerate(blocks):
+            places[start : start + block.size, place] = block.idf
+            start += block.size
+        coef = np.vstack([member.coef, np.zeros((1, member.coef.shape[1]))])
+        rows = np.ascontiguousarray(np.hstack([places, coef]), dtype=np.float32)
+        intercept = tuple(member.intercept.tolist())
+        return cls(ServingIndex.of(blocks), rows, intercept, blocks[0].spec.sublinear_tf)
+
+    def probabilities(self, text: str) -> list[float]:
+        columns, counts = self.index.count(text)
+        rows = self.rows[columns]
+        tf = np.log(counts) + 1.0 if self.sublinear_tf else counts.astype(np.float64)
+        blocks = len(self.index.blocks)
+        values = rows[:, :blocks] * tf[:, None]
+        squares = (values * values).sum(axis=0).tolist()
+        scores = list(self.intercept)
+        for square, block_scores in zip(
+            squares, (values.T @ rows[:, blocks:]).tolist(), strict=True
+        ):
+            if square:
+                scale = 1 / math.sqrt(square)
+                scores = [s + scale * p for s, p in zip(scores, block_scores, strict=True)]
+        return _softmax_list(scores)
+
+
+def _softmax_list(scores: list[float]) -> list[float]:
+    top = max(scores)
+    shifted = [math.exp(score - top) for score in scores]
+    total = sum(shifted)
+    return [value / total for value in shifted]
 
 
 def _softmax(scores: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -219,28 +270,35 @@ class EmbeddedClassifier:
     def __init__(self, model: EmbeddedModel, name: str) -> None:
         self.model = model
         self.name = name
+        self._served = tuple(ServedMember.of(member) for member in model.members)
 
     def __repr__(self) -> str:
         return f"EmbeddedClassifier(name={self.name!r}, routes={len(self.model.routes)})"
 
     def classify(self, text: str) -> Classification:
         prefix, truncated = bounded_prefix(text)
-        probabilities = self.model.probabilities(prefix)
         return ranked_classification(
             self.model.routes,
-            probabilities.tolist(),
+            self._probabilities(prefix),
             classifier=self.name,
             prefix=prefix,
             truncated=truncated,
         )
 
-    def probabilities(self, text: str) -> NDArray[np.float64]:
+    def probabilities(self, text: str) -> list[float]:
         """Each route's probability (in :attr:`EmbeddedModel.routes` order) for ``text``."""
-        return self.model.probabilities(bounded_prefix(text)[0])
+        return self._probabilities(bounded_prefix(text)[0])
+
+    def _probabilities(self, prefix: str) -> list[float]:
+        if len(self._served) == 1:
+            return self._served[0].probabilities(prefix)
+        each = [member.probabilities(prefix) for member in self._served]
+        return [sum(route) / len(each) for route in zip(*each, strict=True)]
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         """The route of each text (read through its bounded prefix), for evaluation."""
-        return self.model.predict([bounded_prefix(text)[0] for text in texts])
+        routes = self.model.routes
+        return [routes[int(np.argmax(self.probabilities(text)))] for text in texts]
 
 
 def train_embedded(

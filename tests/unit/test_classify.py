@@ -20,6 +20,7 @@ from autoray.classify import (
     EmbeddedClassifier,
     build_classifier,
     default_classifier,
+    features,
     train_embedded,
 )
 from autoray.classify.baseline import train_baseline
@@ -152,6 +153,19 @@ def test_struct_keys_name_what_a_request_carries() -> None:
     assert "<opens_with_question_word>" in keys
     assert struct_keys("fix it") == ["<length_0>"]
     assert struct_keys("x" * 2000) == ["<length_4>"]
+
+
+def test_a_structural_sign_skipped_by_its_substrings_is_one_its_regex_would_not_find() -> None:
+    texts = [r.text for r in REQUESTS] + [
+        "$ ls\n>>> x\nPS C:\\> dir\n+++ b\n--- a/x\n@@ -1 +1 @@\n1) one\n2. two",
+        '\tat com.acme.Main(Main.java:3)\npanic: boom\nFile "a.py", line 3',
+        "$x >y at(z) 1.5 a) b",
+    ]
+    searches = [check for _, check in features._STRUCTURE if isinstance(check, features._Search)]
+    assert sum(bool(search.needs) for search in searches) == 4
+    for search in searches:
+        assert [search(t) for t in texts] == [bool(search.pattern.search(t)) for t in texts]
+        assert any(search(t) for t in texts)
 
 
 def test_word_block_is_what_scikit_learn_tfidf_computes() -> None:
@@ -329,7 +343,10 @@ def test_serving_gives_the_training_time_probabilities_for_every_labelled_reques
     [
         (FeatureSpec(word_ngrams=1, char_ngrams=None), "joint"),
         (FeatureSpec(word_ngrams=0, char_ngrams=(3, 6)), "joint"),
-        (FeatureSpec(word_ngrams=2, char_ngrams=(2, 4), structural=True, prose_words=True), "joint"),
+        (
+            FeatureSpec(word_ngrams=2, char_ngrams=(2, 4), structural=True, prose_words=True),
+            "joint",
+        ),
         (FeatureSpec(word_ngrams=1, char_ngrams=(2, 5), sublinear_tf=True), "average"),
     ],
 )
