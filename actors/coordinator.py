@@ -57,7 +57,9 @@ logger = logging.getLogger("autoray.coordinator")
 
 _CANCEL_GRACE_S = 20.0
 _CLEANUP_TIMEOUT_S = 60.0
-_DB_WRITE_TRIES = 3
+_DB_WRITE_TRIES = 6
+"""A status or dead-lane write is tried this often, 0.5 s, 1 s, 2 s ... apart (about 15 s in
+all): a cancelled run whose status never reached a stalled database would resume later."""
 
 
 @dataclass
@@ -479,7 +481,8 @@ class Coordinator:
                 return
             except Exception as err:
                 logger.warning("could not %s (try %d): %s", what, attempt, err)
-                await asyncio.sleep(0.5 * attempt)
+                if attempt < _DB_WRITE_TRIES:
+                    await asyncio.sleep(0.5 * 2 ** (attempt - 1))
         logger.error("gave up trying to %s", what)
 
     def _log_move(self, live: _Live, moved: ctl.LaneMoved) -> None:
