@@ -77,6 +77,7 @@ INFRA_MARKERS = (
 """Words an infrastructure failure leaves in an error; a model's own failure has none of them."""
 _POLL_S = 0.2
 _GAP_S = 1.0
+_INJECT_RETRY_S = 20.0
 """Quiet time between two faults, so each is survived on its own before the next."""
 
 
@@ -96,7 +97,7 @@ class Size:
 
 SIZES = {
     # 18 cases x 3 entries, 6 lanes: about a minute a faulted run on 2 cores.
-    "small": Size(1, 1, 3, 6, 150, 6, (2.0, 5.0), 300),
+    "small": Size(1, 1, 3, 6, 300, 6, (2.0, 5.0), 300),
     # 54 cases x 3 entries x 2 reps, 18 lanes: the run the README shows.
     "large": Size(3, 2, 3, 18, 100, 12, (3.0, 12.0), 1800),
 }
@@ -259,23 +260,21 @@ class Soak:
 
     def clean_run(self) -> RunResult:
         run_id = f"chaos-clean-{uuid.uuid4().hex[:6]}"
-        return self._run(run_id, [])
+        return self._run(run_id, [], expected=0)
 
-    def faulted_run(self, seed: int) -> tuple[RunResult, list[Fault]]:
+    def faulted_run(self, seed: int, clean: RunResult) -> tuple[RunResult, list[Fault]]:
+        """A run of the clean run's config with the seed's faults, placed at fractions of the
+        rows the clean run wrote (the doomed lane's cases never get one)."""
         faults = plan_faults(seed, self.size)
         run_id = f"chaos-seed{seed}-{uuid.uuid4().hex[:6]}"
-        return self._run(run_id, faults), faults
-
-    def expected_rows(self) -> int:
-        cases = len(load_dataset(self.dataset).cases)
-        return 3 * cases * self.size.repetitions
+        return self._run(run_id, faults, expected=len(clean.rows)), faults
 
     # -- driving one run ---------------------------------------------------------------------
-    def _run(self, run_id: str, faults: list[Fault]) -> RunResult:
+    def _run(self, run_id: str, faults: list[Fault], *, expected: int) -> RunResult:
         config = soak_config(run_id, self.dataset, self.size, self.state_dir)
         started = time.monotonic()
         self.client.start_run(config, run_id=run_id)
-        progress, resumes = self._drive(run_id, faults, started)
+        progress, resumes = self._drive(run_id, faults, started, expected)
         wall = time.monotonic() - started
         rows, dead, table = self._read(run_id, progress.get("table_version"))
         return RunResult(
@@ -291,14 +290,14 @@ class Soak:
         )
 
     def _drive(
-        self, run_id: str, faults: list[Fault], started: float
+        self, run_id: str, faults: list[Fault], started: float, expected: int
     ) -> tuple[dict[str, Any], int]:
         """Poll until the run ends, injecting each fault when its row fraction is reached; one
-        resume call (as `autoray bench resume`) if the run stops moving for a minute."""
+        resume call (as `autoray bench resume`) if no row came for a minute and no coordinator
+        holds the run."""
         pending = list(faults)
         worker: threading.Thread | None = None
         resumes, last_rows, last_move = 0, -1, time.monotonic()
-        expected = self.expected_rows()
         while True:
             progress = self._status(run_id)
             if progress is not None and progress["status"] not in ("running", "finalizing"):
@@ -309,8 +308,8 @@ class Soak:
             idle = worker is None or not worker.is_alive()
             if pending and idle and rows >= pending[0].at_fraction * expected:
                 worker = self._inject(run_id, pending.pop(0), rows, started)
-            elif time.monotonic() - last_move > 60 and resumes == 0 and idle:
-                self.out(f"  run {run_id} stopped moving for 60 s: resuming it once")
+            elif self._stalled(run_id, last_move) and resumes == 0 and idle:
+                self.out(f"  run {run_id}: no row for 60 s and no coordinator holds it: resume")
                 resumes += 1
                 self._resume(run_id)
                 last_move = time.monotonic()
@@ -321,6 +320,15 @@ class Soak:
         if worker is not None:
             worker.join()
         return progress, resumes
+
+    def _stalled(self, run_id: str, last_move: float) -> bool:
+        if time.monotonic() - last_move < 60:
+            return False
+        try:
+            self.client.lanes(run_id)  # answered only by a coordinator that drives the run
+        except (InfrastructureError, AutorayError):
+            return True
+        return False
 
     def _status(self, run_id: str) -> dict[str, Any] | None:
         """The run's progress, or None while the coordinator is away (restarting)."""
@@ -342,16 +350,25 @@ class Soak:
         action = getattr(self, f"_fault_{fault.kind}")
 
         def work() -> None:
-            try:
-                fault.evidence = action(run_id, fault)
-            except Exception as err:  # a fault that could not be thrown is reported, not hidden
-                fault.injected = False
-                fault.evidence = f"could not inject: {type(err).__name__}: {err}"
+            fault.evidence = self._with_retries(lambda: action(run_id, fault), fault)
             time.sleep(_GAP_S)
 
         thread = threading.Thread(target=work, name=f"chaos-{fault.kind}", daemon=True)
         thread.start()
         return thread
+
+    def _with_retries(self, action: Callable[[], str], fault: Fault) -> str:
+        """Run a fault's action, again for up to 20 s while its target is away (a farm or a lane
+        being restarted with the coordinator); a fault never thrown is reported, not hidden."""
+        deadline = time.monotonic() + _INJECT_RETRY_S
+        while True:
+            try:
+                return action()
+            except Exception as err:
+                if time.monotonic() > deadline:
+                    fault.injected = False
+                    return f"could not inject: {type(err).__name__}: {err}"
+            time.sleep(1.0)
 
     def _fault_lane_kill(self, run_id: str, fault: Fault) -> str:
         name, pid = self._working_lane(run_id)
@@ -621,7 +638,7 @@ def run_soak(
         )
         reports = []
         for seed in seeds:
-            faulted, faults = soak.faulted_run(seed)
+            faulted, faults = soak.faulted_run(seed, clean)
             report = SeedReport(seed, faults, faulted, check_run(clean, faulted, faults))
             out(render_seed(report))
             reports.append(report)
