@@ -4,8 +4,8 @@ run still published the clean run's table.
     .venv/bin/python -m benchmarks.chaos --seed 1 --seeds 3 --size small
 
 One clean run of a config first, then one faulted run of the same config per seed. During a
-faulted run, at seeded moments (fractions of the expected rows, so faults land mid-run on a slow
-machine as on a fast one) the soak, one fault at a time:
+faulted run, at seeded moments (fractions of the clean run's rows, so faults land mid-run on a
+slow machine as on a fast one) the soak, one fault at a time:
 
 * SIGKILLs a working lane's process (``lane_kill``);
 * SIGKILLs the coordinator's process, which Ray restarts (``coordinator_kill``);
@@ -16,13 +16,13 @@ machine as on a fast one) the soak, one fault at a time:
 * stalls the database: another connection holds SQLite's write lock for a few seconds
   (``db_stall``).
 
-By design one lane of the config, shard 0 of ``sim/doomed``, fails every sandbox start, so it
-must end dead after its retries and its entry must stay out of the table (whole entries or
-nothing). At the end it checks: every expected row exactly once; no row carries an
-infrastructure error (each row equals the clean run's); dead lanes only where retries were
-exhausted by design; the published table equals the clean run's, version included. Everything
-runs on 127.0.0.1, bounded in fault count and time. It prints the faults injected and survived,
-and the checks; the exit status is 1 when a check fails.
+By design shard 0 of ``sim/doomed`` fails every sandbox start in every repetition, so those
+lanes must end dead after their retries and the model's incomplete entries must stay out of the
+table (whole entries or nothing). At the end it checks: every expected row exactly once; no
+row carries an infrastructure error (each row equals the clean run's); dead lanes only where
+retries were exhausted by design; the published table equals the clean run's, version
+included. Everything runs on 127.0.0.1, bounded in fault count and time. It prints the faults
+injected and survived, and the checks; the exit status is 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ class RunResult:
     wall_s: float
     rows: list[CaseResult]
     dead_lanes: set[str]
+    designed_dead: set[str]
     table: RoutingTable | None
     resume_calls: int = 0
 
@@ -212,7 +213,7 @@ def soak_config(run_id: str, dataset: str, size: Size, state_dir: str) -> dict[s
         "sandbox": {
             "backend": "fault",
             "timeout_s": 60,
-            "faults": {"state_dir": state_dir, "always": [doomed_lane(run_id)]},
+            "faults": {"state_dir": state_dir, "always": doomed_lanes(run_id, size.repetitions)},
         },
         # Retries since a lane's last row must outlast the longest fault: 8 attempts with
         # backoff from 0.5 s to 4 s span about 25 s, the longest fault of a size at most 12 s.
@@ -226,8 +227,10 @@ def soak_config(run_id: str, dataset: str, size: Size, state_dir: str) -> dict[s
     }
 
 
-def doomed_lane(run_id: str) -> str:
-    return lane_identity(run_id, DOOMED, None, 0, 0)
+def doomed_lanes(run_id: str, repetitions: int) -> list[str]:
+    """Shard 0 of ``sim/doomed`` in every repetition: each of its entries is incomplete, so the
+    model must be absent from the table."""
+    return [lane_identity(run_id, DOOMED, None, rep, 0) for rep in range(repetitions)]
 
 
 def lane_suffix(identity: str, run_id: str) -> str:
@@ -285,6 +288,9 @@ class Soak:
             wall_s=wall,
             rows=rows,
             dead_lanes={lane_suffix(d, run_id) for d in dead},
+            designed_dead={
+                lane_suffix(d, run_id) for d in doomed_lanes(run_id, self.size.repetitions)
+            },
             table=table,
             resume_calls=resumes,
         )
@@ -590,8 +596,8 @@ def _check_no_infra_errors(run: RunResult) -> Check:
 
 
 def _check_dead_lanes(clean: RunResult, faulted: RunResult) -> Check:
-    designed = {lane_suffix(doomed_lane(clean.run_id), clean.run_id)}
-    ok = faulted.dead_lanes == designed and clean.dead_lanes == designed
+    designed = faulted.designed_dead
+    ok = faulted.dead_lanes == designed and clean.dead_lanes == clean.designed_dead
     detail = f"dead {sorted(faulted.dead_lanes)}, by design {sorted(designed)}"
     return Check("dead lanes only where retries ran out by design", ok, detail)
 

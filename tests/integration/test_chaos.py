@@ -53,10 +53,12 @@ class TestPlan:
             low, high = size.fault_s
             assert all(low <= fault.duration_s <= high for fault in plan)
 
-    def test_the_doomed_lane_is_named_after_its_run(self) -> None:
-        lane = chaos.doomed_lane("run-x")
-        assert lane.startswith("run-x:") and chaos.DOOMED in lane
-        assert chaos.lane_suffix(lane, "run-x") == lane.removeprefix("run-x:")
+    def test_the_doomed_lanes_are_shard_0_of_every_repetition_of_the_run(self) -> None:
+        lanes = chaos.doomed_lanes("run-x", 2)
+        assert [chaos.lane_suffix(lane, "run-x") for lane in lanes] == [
+            f"{chaos.DOOMED}::0:0",
+            f"{chaos.DOOMED}::1:0",
+        ]
 
 
 def _row(case: str, score: float = 1.0, error: str | None = None) -> CaseResult:
@@ -85,7 +87,8 @@ def _run(run_id: str, rows: list[CaseResult]) -> chaos.RunResult:
         table_version="rt-1",
         wall_s=1.0,
         rows=rows,
-        dead_lanes={chaos.lane_suffix(chaos.doomed_lane(run_id), run_id)},
+        dead_lanes={f"{chaos.DOOMED}::0:0"},
+        designed_dead={f"{chaos.DOOMED}::0:0"},
         table=_table("rt-1", "sim/a"),
     )
 
