@@ -76,9 +76,10 @@ def ranked_classification(
 ) -> Classification:
     """The classification a probability vector over ``routes`` gives for ``prefix``.
 
-    Ties keep the routes' order, so equal inputs always name the same route.
+    Ties keep the routes' order (a reversed sort is still stable), so equal inputs always
+    name the same route.
     """
-    order = sorted(range(len(routes)), key=lambda i: -float(probabilities[i]))[:TOP_ROUTES]
+    order = sorted(range(len(routes)), key=probabilities.__getitem__, reverse=True)[:TOP_ROUTES]
     top = tuple(RouteScore(routes[i], round(float(probabilities[i]), 6)) for i in order)
     return Classification(
         route=top[0].route,

@@ -45,6 +45,7 @@ from autoray.classify.evaluation import (
 )
 from autoray.classify.features import (
     FeatureSpec,
+    KeyTable,
     char_keys,
     fit_block,
     fit_blocks,
@@ -153,6 +154,19 @@ def test_struct_keys_name_what_a_request_carries() -> None:
     assert "<opens_with_question_word>" in keys
     assert struct_keys("fix it") == ["<length_0>"]
     assert struct_keys("x" * 2000) == ["<length_4>"]
+
+
+def test_key_table_finds_every_key_with_its_column_and_nothing_else() -> None:
+    rng = np.random.default_rng(7)
+    keys = np.unique(rng.integers(1, 2**63, 20_000, dtype=np.uint64) * np.uint64(2))
+    table = KeyTable.of(keys)
+    absent = keys[:500] + np.uint64(1)  # odd, so never a key
+    found = table.find(np.concatenate([keys, keys[:3], absent, np.zeros(4, dtype=np.uint64)]))
+    real = found[found < len(keys)]
+    assert sorted(real.tolist()) == sorted([*range(len(keys)), 0, 1, 2])
+    assert set(found[found >= len(keys)].tolist()) <= {len(keys)}  # key 0 may meet an empty slot
+    assert len(table.window) <= 16
+    assert len(KeyTable.of(np.zeros(0, dtype=np.uint64)).find(keys)) == 0
 
 
 def test_a_structural_sign_skipped_by_its_substrings_is_one_its_regex_would_not_find() -> None:
