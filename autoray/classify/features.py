@@ -410,5 +410,7 @@ class ServingIndex:
                 parts.append(string_hashes(_string_keys(block.spec)(text)))
         found = self.table.find(np.concatenate(parts))
         found.sort()
-        first = np.flatnonzero(np.concatenate(([True], found[1:] != found[:-1], [True])))
+        starts = np.ones(len(found) + 1, dtype=np.bool_)
+        np.not_equal(found[1:], found[:-1], out=starts[1:-1])
+        first = np.flatnonzero(starts)
         return found[first[:-1]], first[1:] - first[:-1]
