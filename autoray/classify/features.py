@@ -313,8 +313,8 @@ class KeyTable:
     ``key x`` :data:`_FIBONACCI`, and it sits at most ``width - 1`` slots after it (keys are
     placed in the order of their home slots, which keeps the longest run short at this load).
     One gather of ``n x width`` slots and one comparison find ``n`` keys without a loop,
-    touching about one cache line each. Empty slots hold key 0 and column ``len(keys)``, which
-    the caller keeps as a row of zeros, so a stray match there adds nothing.
+    touching about one cache line each. Empty slots hold a value that is no key and the column
+    :attr:`empty` (``len(keys)``), which the caller keeps as a row of zeros.
 
     This replaced a binary search of the sorted vocabulary: with cold CPU caches (a Serve
     replica between two requests) each of its 17 steps was a cache miss.
@@ -324,6 +324,7 @@ class KeyTable:
     columns: NDArray[np.int32]
     window: NDArray[np.intp]
     shift: np.uint64
+    empty: int
 
     @classmethod
     def of(cls, keys: NDArray[np.uint64]) -> KeyTable:
@@ -335,16 +336,25 @@ class KeyTable:
         steps = np.arange(len(keys))
         places = np.maximum.accumulate(homes[order] - steps) + steps if len(keys) else steps
         width = int((places - homes[order]).max(initial=0)) + 1
-        table = huge_page_array((2**bits + width,), np.uint64, 0)
+        table = huge_page_array((2**bits + width,), np.uint64, _not_in(keys))
         columns = huge_page_array(table.shape, np.int32, len(keys))
         table[places], columns[places] = keys[order], order
-        return cls(table, columns, np.arange(width, dtype=np.intp), shift)
+        return cls(table, columns, np.arange(width, dtype=np.intp), shift, len(keys))
 
     def find(self, hashes: NDArray[np.uint64]) -> NDArray[np.int32]:
-        """The column of each of ``hashes`` that is a key (repeats kept, order not); a miss
-        gives no column, or at worst the empty one."""
+        """The column of each of (distinct) ``hashes``, or :attr:`empty` where it is no key."""
         slots = ((hashes * _FIBONACCI) >> self.shift).view(np.intp)[:, None] + self.window
-        return self.columns[slots.ravel()[np.flatnonzero(self.keys[slots] == hashes[:, None])]]
+        queries, offsets = np.nonzero(self.keys[slots] == hashes[:, None])
+        columns = np.full(len(hashes), self.empty, dtype=np.int32)
+        columns[queries] = self.columns[slots[queries, offsets]]
+        return columns
+
+
+def _not_in(keys: NDArray[np.uint64]) -> int:
+    """The smallest value that is not a key: what empty slots hold, so only a non-key meets one."""
+    taken = np.sort(keys[keys < len(keys) + 1])
+    gaps = np.flatnonzero(taken != np.arange(len(taken), dtype=np.uint64))
+    return int(gaps[0]) if len(gaps) else len(taken)
 
 
 _HUGE_PAGE = 2**21
@@ -401,16 +411,17 @@ class ServingIndex:
         return cls(tuple(blocks), KeyTable.of(keys))
 
     def count(self, text: str) -> tuple[NDArray[np.int32], NDArray[np.intp]]:
-        """The columns of ``text`` (sorted) and how often each occurs."""
+        """The columns of ``text``'s distinct keys and how often each occurs. A key the model
+        does not know gets the table's empty column (a row of zeros to the caller)."""
         parts: list[NDArray[np.uint64]] = []
         for block in self.blocks:
             if block.kind == "char":
                 parts += char_key_parts(text, *(block.spec.char_ngrams or (0, 0)))
             else:
                 parts.append(string_hashes(_string_keys(block.spec)(text)))
-        found = self.table.find(np.concatenate(parts))
-        found.sort()
-        starts = np.ones(len(found) + 1, dtype=np.bool_)
-        np.not_equal(found[1:], found[:-1], out=starts[1:-1])
+        hashes = np.concatenate(parts)
+        hashes.sort()
+        starts = np.ones(len(hashes) + 1, dtype=np.bool_)
+        np.not_equal(hashes[1:], hashes[:-1], out=starts[1:-1])
         first = np.flatnonzero(starts)
-        return found[first[:-1]], first[1:] - first[:-1]
+        return self.table.find(hashes[first[:-1]]), first[1:] - first[:-1]
