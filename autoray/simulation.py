@@ -116,9 +116,27 @@ def generic_reply(prompt: str) -> str:
     )
 
 
+TOOL_RESULT_TOKENS = 64
+"""What a simulated model is charged for reading one tool result, whatever the result says.
+
+Tool results come from the lane's sandbox, and what a command such as ``ls -la`` prints (link
+counts, block totals, dates) depends on the sandbox's history and the clock. Charged by length,
+they moved a case's cost by a token or two between runs, so two clean runs of one config
+published two table versions (found by the chaos soak, ``docs/chaos-findings.md``).
+"""
+
+
 def conversation_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Simulated prompt tokens: the text of every message, tool calls included."""
-    return sum(count_tokens(_message_text(message)) for message in messages)
+    """Simulated prompt tokens: the text of every message, tool calls included, and a fixed
+    :data:`TOOL_RESULT_TOKENS` per tool result, so the price of a conversation is fixed by
+    the case, the model and the rep alone."""
+    return sum(_message_tokens(message) for message in messages)
+
+
+def _message_tokens(message: Mapping[str, Any]) -> int:
+    if message.get("role") == "tool":
+        return TOOL_RESULT_TOKENS
+    return count_tokens(_message_text(message))
 
 
 def _message_text(message: Mapping[str, Any]) -> str:

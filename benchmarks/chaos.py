@@ -130,6 +130,7 @@ class RunResult:
     designed_dead: set[str]
     table: RoutingTable | None
     resume_calls: int = 0
+    dead_reasons: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -287,12 +288,13 @@ class Soak:
             table_version=progress.get("table_version"),
             wall_s=wall,
             rows=rows,
-            dead_lanes={lane_suffix(d, run_id) for d in dead},
+            dead_lanes=set(dead),
             designed_dead={
                 lane_suffix(d, run_id) for d in doomed_lanes(run_id, self.size.repetitions)
             },
             table=table,
             resume_calls=resumes,
+            dead_reasons=dead,
         )
 
     def _drive(
@@ -445,20 +447,21 @@ class Soak:
     # -- reading the result --------------------------------------------------------------------
     def _read(
         self, run_id: str, version: str | None
-    ) -> tuple[list[CaseResult], list[str], RoutingTable | None]:
-        async def read() -> tuple[list[CaseResult], list[str], RoutingTable | None]:
+    ) -> tuple[list[CaseResult], dict[str, str], RoutingTable | None]:
+        """Rows, dead lanes (without the run id) with their reasons, and the published table."""
+
+        async def read() -> tuple[list[CaseResult], dict[str, str], RoutingTable | None]:
             store = open_store(self.database_url)
             try:
                 async with store.session() as session:
                     rows = await repo.case_results(session, run_id=run_id)
-                    dead = [
-                        f.lane_identity for f in await repo.lane_failures(session, run_id=run_id)
-                    ]
+                    failures = await repo.lane_failures(session, run_id=run_id)
                     table = (
                         None if version is None else await repo.get_table(session, version=version)
                     )
             finally:
                 await store.close()
+            dead = {lane_suffix(f.lane_identity, run_id): f.reason for f in failures}
             return rows, dead, table
 
         return asyncio.run(read())
@@ -599,6 +602,10 @@ def _check_dead_lanes(clean: RunResult, faulted: RunResult) -> Check:
     designed = faulted.designed_dead
     ok = faulted.dead_lanes == designed and clean.dead_lanes == clean.designed_dead
     detail = f"dead {sorted(faulted.dead_lanes)}, by design {sorted(designed)}"
+    unexpected = sorted(faulted.dead_lanes - designed)
+    if unexpected:
+        reason = faulted.dead_reasons.get(unexpected[0], "?")
+        detail += f"; {unexpected[0]} died of: {reason}"
     return Check("dead lanes only where retries ran out by design", ok, detail)
 
 
@@ -697,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True, help="first seed")
     parser.add_argument("--seeds", type=int, default=1, help="how many seeds from --seed on")
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the database and datasets here"
+    )
     args = parser.parse_args(argv)
 
     from actors.placement import CONTAINER_RESOURCE
@@ -713,7 +723,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {machine()}; Ray {ray.__version__}; size {args.size}; seeds {list(seeds)}")
     try:
         with tempfile.TemporaryDirectory(prefix="autoray-chaos-") as tmp:
-            reports = run_soak(list(seeds), args.size, Path(tmp))
+            workdir = args.workdir or Path(tmp)
+            workdir.mkdir(parents=True, exist_ok=True)
+            reports = run_soak(list(seeds), args.size, workdir)
     finally:
         ray.shutdown()
     print(render_summary(reports))

@@ -126,6 +126,34 @@ def test_completion_is_openai_shaped_and_labelled_simulated(base: str) -> None:
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
 
 
+def test_tool_results_cost_the_same_whatever_they_say(base: str) -> None:
+    """A sandbox's ``ls -la`` differs between runs (link counts, dates); the price must not."""
+
+    def prompt_tokens(tool_output: str) -> int:
+        messages = [
+            *MESSAGES,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_0",
+                        "type": "function",
+                        "function": {"name": "bash", "arguments": '{"command": "ls -la"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_0", "content": tool_output},
+        ]
+        response = _chat(base, tools=TOOLS, messages=messages)
+        assert response.status_code == 200
+        return int(response.json()["usage"]["prompt_tokens"])
+
+    short = prompt_tokens("drwxr-xr-x 3 root root 4096 Dec  1 07:48 .")
+    assert short == prompt_tokens("drwxr-xr-x 12 root root 4096 Dec 10 17:48 .\n" * 40)
+    assert short > _chat(base).json()["usage"]["prompt_tokens"]  # a tool result still costs
+
+
 def test_same_request_same_answer(base: str) -> None:
     first, second = _chat(base).json(), _chat(base).json()
     assert first["id"] == second["id"]
