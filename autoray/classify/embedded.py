@@ -282,6 +282,11 @@ class EmbeddedClassifier:
     def __repr__(self) -> str:
         return f"EmbeddedClassifier(name={self.name!r}, routes={len(self.model.routes)})"
 
+    def __reduce__(self) -> tuple[type[EmbeddedClassifier], tuple[EmbeddedModel, str]]:
+        """Pickled as its model and name: the serving index holds Python's string hashes of the
+        word keys, which are seeded per process, so it is built again where it is unpickled."""
+        return (EmbeddedClassifier, (self.model, self.name))
+
     def classify(self, text: str) -> Classification:
         prefix, truncated = bounded_prefix(text)
         return ranked_classification(

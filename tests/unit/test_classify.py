@@ -5,11 +5,14 @@ session (the process-wide default classifier); smaller models train on a few rou
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import re
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,6 +222,28 @@ def test_training_is_deterministic(small_model: EmbeddedClassifier) -> None:
     assert again.predict(texts) == small_model.predict(texts)
     for ours, theirs in zip(again.model.members, small_model.model.members, strict=True):
         assert np.array_equal(ours.coef, theirs.coef)
+
+
+def test_a_classifier_unpickled_in_another_process_answers_the_same(
+    small_model: EmbeddedClassifier, tmp_path: Path
+) -> None:
+    path = tmp_path / "classifier.pickle"
+    path.write_bytes(pickle.dumps(small_model))
+    text = "add a --dry-run flag to the deploy script"
+    script = (
+        "import json, pickle, sys; "
+        "classifier = pickle.loads(open(sys.argv[1], 'rb').read()); "
+        f"print(json.dumps(classifier.probabilities({text!r})))"
+    )
+    for seed in ("1", "2"):  # Python's string hashes differ from this process's
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert np.allclose(json.loads(done.stdout), small_model.probabilities(text), atol=1e-12)
 
 
 def test_name_says_which_data_and_setting_trained_it(small_model: EmbeddedClassifier) -> None:
