@@ -118,6 +118,20 @@ def test_char_keys_hash_each_ngram_of_the_padded_text_the_same_way_everywhere() 
     assert len(char_keys("x\ud800y", 2, 5)) > 0  # a lone surrogate is a character, not an error
 
 
+def test_char_keys_are_the_documented_polynomial_of_each_ngram() -> None:
+    seed, prime = 14695981039346656037, 1099511628211
+    for text in ("Fix  the NPE", "x\ud800y🙂"):
+        padded = " " + " ".join(text.lower().split()) + " "
+        expected = []
+        for n in range(1, 5):
+            for i in range(len(padded) - n + 1):
+                value = seed * prime**n + sum(
+                    ord(c) * prime ** (n - 1 - j) for j, c in enumerate(padded[i : i + n])
+                )
+                expected.append(value % 2**64)
+        assert char_keys(text, 1, 4).tolist() == expected
+
+
 def test_char_hashes_do_not_collide_on_the_training_texts() -> None:
     seen: dict[int, str] = {}
     for text in training_texts(TRAIN[::3]):
