@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from autoray.engine.policy import Action as PolicyAction
 from autoray.engine.policy import Decision, FailureKind
@@ -91,6 +92,16 @@ class SetStatus:
     reason: str | None
     table_version: str | None = None
 
+    def as_log(self, run_id: str) -> dict[str, Any]:
+        """The structured log record of the change."""
+        return {
+            "event": "run_status",
+            "run": run_id,
+            "status": self.status.value,
+            "reason": self.reason,
+            "table_version": self.table_version,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class LaneMoved:
@@ -103,6 +114,29 @@ class LaneMoved:
     attempt: int
     reason: str | None = None
     decision: Decision | None = None
+
+    def as_log(self, run_id: str) -> dict[str, Any]:
+        """The structured log record of the transition, with the policy values behind it."""
+        decision = self.decision
+        policy = None
+        if decision is not None:
+            policy = {
+                "action": decision.action.value,
+                "delay_s": decision.delay_s,
+                "failures_since_row": decision.attempt,
+                "max_attempts": decision.max_attempts,
+            }
+        return {
+            "event": "lane_transition",
+            "run": run_id,
+            "lane": self.lane,
+            "from": self.old.value,
+            "to": self.new.value,
+            "on": self.event.value,
+            "attempt": self.attempt,
+            "reason": self.reason,
+            "policy": policy,
+        }
 
 
 EngineAction = (

@@ -406,3 +406,15 @@ def test_a_waiting_run_says_why_in_its_progress(mini: Dataset) -> None:
     assert "autoray_container" in (controller.run.progress(elapsed_s=1).reason or "")
     controller.begin()
     assert controller.run.progress(elapsed_s=1).reason is None
+
+
+def test_the_plan_carries_the_chunk_to_case_layout_a_lane_is_given(mini: Dataset) -> None:
+    controller = _controller(mini, FakeClock(), budget=2)
+    run = controller.run
+    ids = [case.id for case in mini.cases]
+    for lane in run.lanes.values():
+        work = run.lane_work(lane, sim_url=None)
+        assert list(work.chunk_cases) == list(lane.spec.chunks)
+        for chunk, cases in work.chunk_cases.items():
+            assert list(cases) == ids[3 * chunk : 3 * chunk + 3]
+        assert lane.missing == {c for cases in work.chunk_cases.values() for c in cases}

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from actors.coordinator import Coordinator, _Live
+from actors.coordinator import Coordinator, RunShell
 from autoray.cases import Dataset, load_dataset
 from autoray.config import parse_config
 from autoray.engine.controller import RunController
@@ -37,7 +37,7 @@ async def coordinator(tmp_path: Path) -> AsyncIterator[Coordinator]:
             await shell._store.close()
 
 
-def _live(dataset: Dataset) -> _Live:
+def _shell(coordinator: Coordinator, dataset: Dataset) -> RunShell:
     config = parse_config(
         {
             "name": "t",
@@ -56,7 +56,7 @@ def _live(dataset: Dataset) -> _Live:
         source="test",
     )
     run = build_run(run_id="r", config=config, dataset=dataset, engine_identity="e")
-    return _Live(RunController(run, time.monotonic))
+    return coordinator._shell(RunController(run, time.monotonic), None)
 
 
 async def _until(check: Any, timeout: float = 10.0) -> None:
@@ -70,7 +70,7 @@ async def test_a_failing_tick_is_logged_and_the_sweeper_carries_on(
     coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     full = load_dataset("builtin:decider")
-    live = _live(Dataset("one", (full.cases[0],), "one"))
+    live = _shell(coordinator, Dataset("one", (full.cases[0],), "one"))
     ticks: list[int] = []
 
     def tick() -> list[Any]:
