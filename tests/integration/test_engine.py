@@ -489,3 +489,32 @@ def test_a_run_that_cannot_resume_is_marked_failed_not_left_running(
     assert (record.status_reason or "").startswith("cannot resume:")
     assert str(dataset) in (record.status_reason or "")
     assert engine.client.status(run_id).status == "failed"
+
+
+def test_a_killed_lane_leaves_no_sandbox_behind(
+    engine: Engine, mini_dataset: str, tmp_path: Path
+) -> None:
+    """Finding 7: a SIGKILLed lane never destroys its own sandbox; the engine removes it by
+    label (here the process backend's lane directory) when the lane is given up."""
+    from autoray.sandbox.process import run_directory
+
+    root = tmp_path / "sandboxes"
+    models = [sim_model("sim/slow", price=0.2, skill={"default": 1.0}, latency_ms=300)]
+    config = bench_config(
+        mini_dataset,
+        models,
+        max_live_containers=1,
+        engine={"max_attempts": 1},
+        sandbox={"backend": "process", "timeout_s": 30, "root": str(root)},
+    )
+    run_id = engine.start(config)
+    engine.wait_for_rows(run_id, 2)
+    assert os.listdir(run_directory(str(root), run_id))  # the lane's directory, in use
+    (lane,) = engine.client.lanes(run_id)
+    actor = ray.get_actor(lane["actor_name"], namespace=engine.namespace)
+    os.kill(ray.get(actor.pid.remote()), signal.SIGKILL)
+    progress = engine.wait(run_id)
+    assert progress.status == "completed" and progress.dead_lanes == 1
+    assert "sim/slow rep 0" in (progress.reason or "")
+    left = run_directory(str(root), run_id)
+    assert not os.path.exists(left) or os.listdir(left) == []
