@@ -129,8 +129,14 @@ class RunState:
         return dict(Counter(lane.state.value for lane in self.lanes.values()))
 
     def dead_entries(self) -> list[EntryKey]:
-        """Entries with a dead lane, in plan order: they stay out of the published table."""
-        dead = [lane.entry for lane in self.lanes.values() if lane.state is LaneState.DEAD]
+        """Entries with a dead lane that still lacks rows, in plan order: they stay out of the
+        published table. A lane given up whose last rows arrived after its death (a late
+        delivery from the killed process) left its entry whole, so it is kept."""
+        dead = [
+            lane.entry
+            for lane in self.lanes.values()
+            if lane.state is LaneState.DEAD and lane.missing
+        ]
         return list(dict.fromkeys(dead))
 
     def progress(self, *, elapsed_s: float) -> RunProgress:

@@ -93,6 +93,17 @@ def test_rows_of_an_entry_with_a_dead_lane_stay_out_of_the_summaries(mini: Datas
     assert final.left_out == ("sim/b rep 1",)
 
 
+def test_a_dead_lane_whose_rows_all_arrived_late_leaves_its_entry_whole(mini: Dataset) -> None:
+    run = _run(mini)
+    _kill_entry(run, B, 1)
+    for lane in run.lanes.values():
+        if lane.entry == (B, 1):
+            lane.missing.clear()  # its last rows landed after it was given up
+    final = final_table(run, _rows(run, b_rep1_score=0.0), generated_at="t")
+    assert final.left_out == ()
+    assert all(s.cases == 2 for s in final.summaries if s.model_id == "sim/b")
+
+
 def test_a_partial_entry_would_have_changed_the_table(mini: Dataset) -> None:
     """The same rows with the dead entry kept rank B below the bar: the filter is what keeps a
     faulted run's table equal to a clean one's."""
