@@ -30,7 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start a run and follow it")
     run.add_argument("config")
-    resume = sub.add_parser("resume", help="resume a run still marked running")
+    resume = sub.add_parser(
+        "resume",
+        help="resume a running or finalizing run, or a completed one with dead lanes "
+        "(revived, then finalized again)",
+    )
     resume.add_argument("run_id")
     for command in (run, resume):
         command.add_argument("--database-url", default=None)
