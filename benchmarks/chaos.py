@@ -96,7 +96,7 @@ class Size:
 
 
 SIZES = {
-    # 18 cases x 3 entries, 6 lanes: about a minute a faulted run on 2 cores.
+    # 18 cases x 3 entries, 6 lanes: about 100 s a run on 2 cores.
     "small": Size(1, 1, 3, 6, 2000, 6, (2.0, 5.0), 400),
     # 54 cases x 3 entries x 2 reps, 18 lanes: the run the README shows.
     "large": Size(3, 2, 3, 18, 4000, 12, (3.0, 12.0), 1800),
