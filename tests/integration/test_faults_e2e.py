@@ -165,3 +165,38 @@ def test_sigkill_a_working_lane_then_the_coordinator_mid_run_ends_with_the_clean
             assert resumes == 1, "a second resume was needed"
             client, _ = driver.resume(run_id, driven.options, Settings())
     _assert_same_as_clean(driven, run_id, progress, clean)
+
+
+def test_a_coordinator_gone_for_good_mid_run_is_finished_by_one_resume(
+    driven: Driven, mini_dataset: str
+) -> None:
+    """The coordinator stopped without a restart (`autoray bench shutdown`, or its restarts
+    spent): nothing drives the run until one `bench resume`, which must end it as clean."""
+    config = bench_config(mini_dataset, two_models(latency_ms=300), max_live_containers=4)
+    clean = _clean_run(driven, config)
+    free_before = _free_containers()
+
+    client, run_id = driven.start(config)
+    rows_then = driven.wait_for_rows(client, run_id, 4)
+    client.shutdown()
+    deadline = time.monotonic() + 30
+    while driver.existing_coordinator(driven.options) is not None:
+        assert time.monotonic() < deadline, "the coordinator did not go away"
+        time.sleep(0.2)
+    assert driven.engine.run_record(run_id).status == "running"
+    assert len(driven.engine.rows(run_id)) < 36, f"the run ended first ({rows_then} rows then)"
+
+    client, _ = driver.resume(run_id, driven.options, Settings())
+    progress = driven.follow(client, run_id)
+    _assert_same_as_clean(driven, run_id, progress, clean)
+    # The lost coordinator's reservation was given back: no live container stays held.
+    deadline = time.monotonic() + 30
+    while _free_containers() < free_before:
+        assert time.monotonic() < deadline, f"{_free_containers()} of {free_before} free"
+        time.sleep(0.5)
+
+
+def _free_containers() -> float:
+    from actors.placement import CONTAINER_RESOURCE
+
+    return float(ray.available_resources().get(CONTAINER_RESOURCE, 0.0))
