@@ -1,10 +1,11 @@
-"""Two faults of issue 9's Done-when, end to end through the driver `autoray bench run` uses,
-each compared with a clean run of the same config (same table version: it hashes the content):
+"""Faults of issue 9's Done-when, end to end through the driver `autoray bench run` uses, each
+compared with a clean run of the same config (same table version: it hashes the content):
 
 * a 12 s HTTP 503 outage of the simulated farm in the middle of a run leaves every row present
   and none carrying an error;
 * SIGKILLing a working lane's process and then the coordinator's mid-run still ends (with one
-  resume if the driver gave up) with every row once and the clean run's table.
+  resume if the driver gave up) with every row once and the clean run's table;
+* a coordinator stopped for good mid-run is finished by one resume, with the clean run's table.
 
 Small configs (the one-case-per-route set, 2 models, 1 rep) keep each well under a minute of
 run time; the faults are real: HTTP on 127.0.0.1 and SIGKILL of real Ray worker processes.
