@@ -382,7 +382,7 @@ class Soak:
             time.sleep(1.0)
 
     def _fault_lane_kill(self, run_id: str, fault: Fault) -> str:
-        name, pid = self._working_lane(run_id)
+        name, pid = self._working_lane(run_id, fault)
         sigkill(pid, "ray::ShardLane")
         return f"SIGKILL pid {pid} ({name.removeprefix('lane:' + run_id + ':')})"
 
@@ -401,7 +401,7 @@ class Soak:
     def _fault_sandbox_starts(self, run_id: str, fault: Fault) -> str:
         fail_starts_for(self.state_dir, fault.duration_s)
         try:
-            name, pid = self._working_lane(run_id)
+            name, pid = self._working_lane(run_id, fault)
             sigkill(pid, "ray::ShardLane")
             killed = f"; lane {name.removeprefix('lane:' + run_id + ':')} killed into it"
         except LookupError:
@@ -430,14 +430,12 @@ class Soak:
             time.sleep(fault.duration_s)
         return f"SQLite write lock held {fault.duration_s:g} s (taken after {waited:.1f} s)"
 
-    def _working_lane(self, run_id: str) -> tuple[str, int]:
-        """A lane of the run that is running now: its actor name and process id."""
-        lanes = [
-            lane
-            for lane in self.client.lanes(run_id)
-            if lane.get("state") == "running" and DOOMED not in lane["identity"]
-        ]
-        random.Random(len(lanes)).shuffle(lanes)
+    def _working_lane(self, run_id: str, fault: Fault) -> tuple[str, int]:
+        """A lane of the run that is running now, drawn with a generator seeded by the fault:
+        its actor name and process id."""
+        lanes = [lane for lane in self.client.lanes(run_id) if lane.get("state") == "running"]
+        lanes.sort(key=lambda lane: str(lane["identity"]))
+        random.Random(f"{fault.kind}:{fault.at_fraction}").shuffle(lanes)
         for lane in lanes:
             with contextlib.suppress(ValueError, LookupError):
                 handle = ray.get_actor(lane["actor_name"], namespace=self.namespace)
