@@ -113,11 +113,18 @@ class LaneClient:
 
     async def run(self) -> LaneReport:
         """Run the lane to its end; a lost actor is :class:`LaneLostError`, and an error the
-        lane raised comes back as itself (Ray's wrapper is an instance of its class)."""
+        lane raised comes back as the lane's own exception, without Ray's wrapper (whose text
+        is the whole remote traceback, colour codes included, and would become the reason a
+        dead lane is stored with)."""
         try:
             report: LaneReport = await self._handle.run.remote()
         except RayActorError as err:
             raise LaneLostError(f"lane actor lost ({type(err).__name__})") from err
+        except RayTaskError as err:
+            cause = err.cause
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
         return report
 
     async def stop(self) -> None:
