@@ -112,8 +112,15 @@ def measure(client: Any, args: argparse.Namespace, budget: int) -> Sample:
     stop.set()
     thread.join()
     assert progress.status == "completed", progress.reason
-    return Sample(budget, progress.lanes_total, progress.cases_done, first_row or wall, wall,
-                  peak["rss"], peak["n"])
+    return Sample(
+        budget,
+        progress.lanes_total,
+        progress.cases_done,
+        first_row or wall,
+        wall,
+        peak["rss"],
+        peak["n"],
+    )
 
 
 def main() -> None:
@@ -137,17 +144,23 @@ def main() -> None:
     ray.shutdown()
 
     print(f"machine: {machine()}; Ray {ray.__version__}")
-    print(f"runs: {args.models} simulated models x {args.repetitions} reps over {args.dataset}, "
-          f"chunk {args.chunk_size}, model latency {args.latency_ms:g} ms, process sandbox")
+    print(
+        f"runs: {args.models} simulated models x {args.repetitions} reps over {args.dataset}, "
+        f"chunk {args.chunk_size}, model latency {args.latency_ms:g} ms, process sandbox"
+    )
     print()
-    print("| budget | lanes | cases | first row (s) | wall (s) | cases/s | peak lane RSS (MB) "
-          "| lane processes | RSS per lane (MB) |")
+    print(
+        "| budget | lanes | cases | first row (s) | wall (s) | cases/s | peak lane RSS (MB) "
+        "| lane processes | RSS per lane (MB) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in samples:
         per_lane = s.peak_lane_rss_mb / s.peak_lane_processes if s.peak_lane_processes else 0
-        print(f"| {s.budget} | {s.lanes} | {s.cases} | {s.first_row_s:.1f} | {s.wall_s:.1f} | "
-              f"{s.cases_per_s:.1f} | {s.peak_lane_rss_mb:.0f} | {s.peak_lane_processes} | "
-              f"{per_lane:.0f} |")
+        print(
+            f"| {s.budget} | {s.lanes} | {s.cases} | {s.first_row_s:.1f} | {s.wall_s:.1f} | "
+            f"{s.cases_per_s:.1f} | {s.peak_lane_rss_mb:.0f} | {s.peak_lane_processes} | "
+            f"{per_lane:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -362,7 +362,9 @@ async def test_list_runs_is_newest_first_with_status_filter_and_limit(store: Sto
 
 async def test_list_runs_rejects_a_bad_status_or_limit(store: Store) -> None:
     async with store.session() as s:
-        with pytest.raises(StoreError, match=r"'done'.*running, finalizing, completed, failed, cancelled"):
+        with pytest.raises(
+            StoreError, match=r"'done'.*running, finalizing, completed, failed, cancelled"
+        ):
             await list_runs(s, status="done")
         with pytest.raises(StoreError, match="at least 1, got 0"):
             await list_runs(s, limit=0)
