@@ -46,24 +46,33 @@ def percentile(samples: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def timed(
-    call: Callable[[str], object], texts: Sequence[str], rounds: int
-) -> tuple[list[float], list[float]]:
-    """Wall-clock and CPU milliseconds of each call, after an untimed warm-up.
+def warm_up(call: Callable[[str], object], texts: Sequence[str]) -> None:
+    """Untimed calls first, so imports and first-call allocations stay out of the figures."""
+    for text in texts[:20]:
+        call(text)
+
+
+def sample(call: Callable[[str], object], text: str, samples: Samples) -> None:
+    """Add the wall-clock and CPU milliseconds of one ``call(text)`` to ``samples``.
 
     CPU time (this thread's) leaves out the time the scheduler gave the core to another
     process, which on a shared machine is most of the tail of the wall-clock figures.
     """
-    for text in texts[:20]:
-        call(text)
-    wall, cpu = [], []
+    wall, cpu = samples
+    started, started_cpu = time.perf_counter_ns(), time.thread_time_ns()
+    call(text)
+    cpu.append((time.thread_time_ns() - started_cpu) / 1e6)
+    wall.append((time.perf_counter_ns() - started) / 1e6)
+
+
+def timed(call: Callable[[str], object], texts: Sequence[str], rounds: int) -> Samples:
+    """Wall-clock and CPU milliseconds of each call, after an untimed warm-up."""
+    warm_up(call, texts)
+    samples: Samples = ([], [])
     for _ in range(rounds):
         for text in texts:
-            started, started_cpu = time.perf_counter_ns(), time.thread_time_ns()
-            call(text)
-            cpu.append((time.thread_time_ns() - started_cpu) / 1e6)
-            wall.append((time.perf_counter_ns() - started) / 1e6)
-    return wall, cpu
+            sample(call, text, samples)
+    return samples
 
 
 class Evictor:
@@ -87,8 +96,7 @@ def interleaved(
     evict = Evictor()
     samples: dict[str, Samples] = {label: ([], []) for label in calls}
     for call in calls.values():
-        for text in texts[:20]:
-            call(text)
+        warm_up(call, texts)
     for _ in range(rounds):
         for text in texts:
             for label, call in calls.items():
@@ -96,10 +104,7 @@ def interleaved(
                     evict()
                 else:
                     call(text)
-                started, started_cpu = time.perf_counter_ns(), time.thread_time_ns()
-                call(text)
-                samples[label][1].append((time.thread_time_ns() - started_cpu) / 1e6)
-                samples[label][0].append((time.perf_counter_ns() - started) / 1e6)
+                sample(call, text, samples[label])
     return samples
 
 
