@@ -80,11 +80,13 @@ def key_variables(config: BenchConfig) -> dict[str, tuple[str, ...]]:
 def probed_models(config: BenchConfig) -> tuple[ModelEntry, ...]:
     """The ``openai`` entries to call once each; entries that would send the same request
     (same endpoint, key variable and wire model, e.g. two variants) share one call."""
+    from autoray.providers import wire_model_name  # the providers pull in httpx: load on use
+
     seen: dict[tuple[str | None, str | None, str], ModelEntry] = {}
     for entry in config.models:
         if entry.provider != "openai":
             continue
-        seen.setdefault((entry.base_url, entry.api_key_env, entry.api_model or entry.id), entry)
+        seen.setdefault((entry.base_url, entry.api_key_env, wire_model_name(entry)), entry)
     return tuple(seen.values())
 
 
