@@ -350,9 +350,10 @@ class RunShell:
     def _log_move(self, moved: ctl.LaneMoved) -> None:
         run = self.run
         logger.info(json.dumps(moved.as_log(run.run_id)))
-        if moved.event is LaneEvent.FAILED_RETRY and moved.reason:
-            kind = moved.reason.split(":")[0]
-            self._metrics.lane_retries.inc(1.0, tags={"run": run.run_id, "kind": kind})
+        decision = moved.decision
+        if moved.event is LaneEvent.FAILED_RETRY and decision is not None:
+            tags = {"run": run.run_id, "kind": decision.kind.value}
+            self._metrics.lane_retries.inc(1.0, tags=tags)
         self._metrics.set_lanes(run.run_id, run.lane_counts(), [s.value for s in LaneState])
 
 

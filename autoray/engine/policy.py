@@ -48,6 +48,7 @@ class Decision:
     attempt: int
     max_attempts: int
     reason: str
+    kind: FailureKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,5 +77,6 @@ class FailurePolicy:
     def decide(self, *, attempt: int, kind: FailureKind, detail: str = "") -> Decision:
         reason = f"{kind.value}: {detail}" if detail else kind.value
         if attempt >= self.max_attempts:
-            return Decision(Action.GIVE_UP, 0.0, attempt, self.max_attempts, reason)
-        return Decision(Action.RETRY, self.backoff_s(attempt), attempt, self.max_attempts, reason)
+            return Decision(Action.GIVE_UP, 0.0, attempt, self.max_attempts, reason, kind)
+        delay = self.backoff_s(attempt)
+        return Decision(Action.RETRY, delay, attempt, self.max_attempts, reason, kind)

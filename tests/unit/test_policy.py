@@ -34,6 +34,7 @@ def test_decision_carries_the_values_that_drove_it() -> None:
     )
     assert decision.max_attempts == 2 and decision.attempt == 2
     assert decision.reason == "sandbox_unavailable: engine down"
+    assert decision.kind is FailureKind.SANDBOX_UNAVAILABLE
 
 
 def test_single_attempt_gives_up_at_once() -> None:
