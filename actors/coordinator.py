@@ -144,13 +144,8 @@ class RunShell:
 
     async def _reserve(self) -> None:
         run = self.run
-
-        def waiting(message: str) -> None:
-            self.controller.waiting(message)
-            logger.info("run %s: %s", run.run_id, message)
-
-        self.pg = await placement.reserve(
-            run.run_id, len(run.plan.lanes), run.config.engine, on_wait=waiting
+        self.pg = await placement.reserve(  # placement logs each wait note it passes on
+            run.run_id, len(run.plan.lanes), run.config.engine, on_wait=self.controller.waiting
         )
         logger.info(
             "run %s: placement group of %d lane bundles ready", run.run_id, len(run.plan.lanes)
