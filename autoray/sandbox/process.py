@@ -152,7 +152,7 @@ class ProcessSandbox(Sandbox):
 
     def _abandon(self) -> None:
         """After a failed start: remove what we made (a run's lane dir or our own temp dir)."""
-        target = self._created_base or (self._root if self._root else None)
+        target = self._created_base or self._root
         if target:
             with contextlib.suppress(OSError):
                 _force_rmtree(target)
