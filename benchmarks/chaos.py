@@ -546,7 +546,8 @@ def check_run(clean: RunResult, faulted: RunResult, faults: Sequence[Fault]) -> 
     ]
 
 
-def _key(row: CaseResult) -> tuple[str, str | None, str, int]:
+def row_key(row: CaseResult) -> tuple[str, str | None, str, int]:
+    """A row's place in its run, without the run id, to compare the rows of two runs."""
     return (row.model_id, row.variant, row.case_id, row.rep)
 
 
@@ -563,9 +564,9 @@ def _check_faults(faults: Sequence[Fault]) -> Check:
 
 
 def _check_rows_once(clean: RunResult, faulted: RunResult) -> Check:
-    keys = [_key(row) for row in faulted.rows]
+    keys = [row_key(row) for row in faulted.rows]
     doubled = len(keys) - len(set(keys))
-    wanted = {_key(row) for row in clean.rows}
+    wanted = {row_key(row) for row in clean.rows}
     missing, extra = wanted - set(keys), set(keys) - wanted
     ok = not doubled and not missing and not extra
     detail = f"{len(keys)} rows, {len(wanted)} expected; {doubled} doubled, "
@@ -575,17 +576,18 @@ def _check_rows_once(clean: RunResult, faulted: RunResult) -> Check:
 
 
 def _check_rows_equal(clean: RunResult, faulted: RunResult) -> Check:
-    reference = {_key(row): _verdict(row) for row in clean.rows}
+    reference = {row_key(row): row_verdict(row) for row in clean.rows}
     differ = [
-        _key(row)
+        row_key(row)
         for row in faulted.rows
-        if _key(row) in reference and _verdict(row) != reference[_key(row)]
+        if row_key(row) in reference and row_verdict(row) != reference[row_key(row)]
     ]
     detail = "none" if not differ else f"{len(differ)}, e.g. {differ[0]}"
     return Check("rows equal the clean run's (score, error)", not differ, detail)
 
 
-def _verdict(row: CaseResult) -> tuple[float, str | None, bool]:
+def row_verdict(row: CaseResult) -> tuple[float, str | None, bool]:
+    """What a row says of the model: two runs of one config must agree on it."""
     return (row.outcome.score, row.outcome.error, row.outcome.timed_out)
 
 

@@ -31,7 +31,14 @@ from autoray.engine.progress import RunProgress
 from autoray.errors import InfrastructureError
 from autoray.results import CaseResult
 from autoray.settings import Settings
-from benchmarks.chaos import actor_pid, farm_base_url, sigkill, switch_farm
+from benchmarks.chaos import (
+    actor_pid,
+    farm_base_url,
+    row_key,
+    row_verdict,
+    sigkill,
+    switch_farm,
+)
 from tests.integration.conftest import Engine, bench_config, two_models
 
 pytestmark = pytest.mark.ray
@@ -78,12 +85,8 @@ def driven(ray_cluster: None, tmp_path: Path) -> Iterator[Driven]:
             client.shutdown()
 
 
-def _key(row: CaseResult) -> tuple[str, str | None, str, int]:
-    return (row.model_id, row.variant, row.case_id, row.rep)
-
-
 def _verdicts(rows: list[CaseResult]) -> dict[tuple[str, str | None, str, int], tuple]:
-    return {_key(r): (r.outcome.score, r.outcome.error, r.outcome.timed_out) for r in rows}
+    return {row_key(row): row_verdict(row) for row in rows}
 
 
 def _clean_run(driven: Driven, config: dict[str, Any]) -> tuple[RunProgress, list[CaseResult]]:
@@ -102,7 +105,7 @@ def _assert_same_as_clean(
     clean_progress, clean_rows = clean
     assert progress.status == "completed", progress.reason
     rows = driven.engine.rows(run_id)
-    keys = [_key(row) for row in rows]
+    keys = [row_key(row) for row in rows]
     assert len(keys) == len(set(keys)) == 36  # every row once
     assert _verdicts(rows) == _verdicts(clean_rows)
     assert [row.outcome.error for row in rows if row.outcome.error] == []
