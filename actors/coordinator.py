@@ -462,7 +462,7 @@ class Coordinator:
         cfg = parse_config(record.config, source=f"snapshot of run {record.run_id}")
         dataset = await asyncio.to_thread(load_dataset, cfg.dataset)
         async with self._session() as session:
-            controller = await load_stored_run(session, record, dataset, clock=time.monotonic)
+            controller = await load_stored_run(session, record, cfg, dataset, clock=time.monotonic)
         live = self._shell(controller, sim_url)
         if controller.run.status is RunStatus.COMPLETED:
             await live.execute(controller.reopen())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from autoray.cases import Dataset
-from autoray.config import BenchConfig, config_snapshot, parse_config
+from autoray.config import BenchConfig, config_snapshot
 from autoray.engine.controller import Clock, RunController
 from autoray.engine.progress import RunProgress, stored_progress
 from autoray.engine.run import RunState, build_run
@@ -75,9 +75,10 @@ async def create_stored_run(
 
 
 async def load_stored_run(
-    session: Any, record: RunRecord, dataset: Dataset, *, clock: Clock
+    session: Any, record: RunRecord, config: BenchConfig, dataset: Dataset, *, clock: Clock
 ) -> RunController:
-    """A controller for a stored run, in the state its rows and dead lanes say.
+    """A controller for a stored run, in the state its rows and dead lanes say. ``config`` is
+    the run's parsed snapshot, which the caller already needed to load ``dataset``.
 
     Refused (:class:`AutorayError`, the run cannot resume) when the engine identity changed:
     the dataset or the graders differ, so the run's rows cannot be reused.
@@ -89,7 +90,6 @@ async def load_stored_run(
             f"{identity}): the dataset or the graders differ, so its rows cannot be reused; "
             "start a new run"
         )
-    config = parse_config(record.config, source=f"snapshot of run {record.run_id}")
     present = await repo.case_keys(session, run_id=record.run_id)
     run = build_run(
         run_id=record.run_id,
