@@ -281,12 +281,7 @@ class DockerSandbox(Sandbox):
         self._container, self._client = None, None
         self.identity, self.run_id = None, None
         if container is not None:
-            try:
-                container.remove(force=True)
-            except NotFound:
-                pass
-            except (DockerException, OSError) as exc:
-                log.warning("could not remove sandbox container %s: %s", container.name, exc)
+            _force_remove(container)
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
@@ -497,17 +492,21 @@ def _remove_labelled(client: docker.DockerClient, labels: list[str]) -> int:
     except (DockerException, OSError) as exc:
         log.warning("could not list sandbox containers labelled %s: %s", labels, exc)
         return 0
-    removed = 0
-    for container in containers:
-        try:
-            container.remove(force=True)
-            removed += 1
-        except NotFound:
-            pass  # removed meanwhile (its lane's destroy, another cleanup)
-        except (DockerException, OSError) as exc:
-            log.warning("could not remove sandbox container %s: %s", container.name, exc)
+    removed = sum(_force_remove(container) for container in containers)
     log.info("removed %d sandbox container(s) labelled %s", removed, labels)
     return removed
+
+
+def _force_remove(container: Any) -> bool:
+    """True when this call removed ``container``; already gone is no error, others are logged."""
+    try:
+        container.remove(force=True)
+    except NotFound:
+        return False  # removed meanwhile (its lane's destroy, a cleanup of its run)
+    except (DockerException, OSError) as exc:
+        log.warning("could not remove sandbox container %s: %s", container.name, exc)
+        return False
+    return True
 
 
 def _attach_or_create(client: docker.DockerClient, config: SandboxConfig, lane: _Lane) -> Any:
