@@ -29,7 +29,7 @@ from autoray.errors import InfrastructureError
 from autoray.planning import check_budget
 from autoray.sandbox import BACKENDS
 from autoray.settings import Settings, resolve_database_url
-from autoray.store import open_store, repo, upgrade_async
+from autoray.store import in_migrated_store, repo
 
 _POLL_S = 0.5
 _PLAIN_EVERY_S = 5.0
@@ -135,18 +135,9 @@ def stored_budget(url: str, run_id: str) -> int | None:
     """The max_live_containers the run was started with, so that a local Ray started to resume
     it declares enough containers; None for a run the database does not hold."""
 
-    async def _read() -> int | None:
-        await upgrade_async(url)
-        store = open_store(url)
-        try:
-            async with store.session() as session:
-                record = await repo.get_run(session, run_id=run_id)
-        finally:
-            await store.close()
-        budget = None if record is None else record.config.get("max_live_containers")
-        return budget if isinstance(budget, int) else None
-
-    return asyncio.run(_read())
+    record = asyncio.run(in_migrated_store(url, lambda s: repo.get_run(s, run_id=run_id)))
+    budget = None if record is None else record.config.get("max_live_containers")
+    return budget if isinstance(budget, int) else None
 
 
 def follow(

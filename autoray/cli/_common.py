@@ -53,18 +53,9 @@ def in_store(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
     Every CLI command that reads or writes the database goes through here, so a fresh database
     answers "nothing yet" rather than "no such table", and a store error is a clean exit 2.
     """
-    from autoray.store import open_store, upgrade_async
-
-    async def _go() -> T:
-        await upgrade_async(url)
-        store = open_store(url)
-        try:
-            async with store.session() as session:
-                return await work(session)
-        finally:
-            await store.close()
+    from autoray.store import in_migrated_store
 
     try:
-        return asyncio.run(_go())
+        return asyncio.run(in_migrated_store(url, work))
     except AutorayError as err:
         fail(str(err))

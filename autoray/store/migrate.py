@@ -8,7 +8,9 @@ functions are for synchronous callers such as the CLI.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -20,9 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from autoray.errors import StoreError
-from autoray.store.engine import make_engine, redact_url, scrub
+from autoray.store.engine import make_engine, open_store, redact_url, scrub
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+T = TypeVar("T")
 
 
 def alembic_config(database_url: str | None = None) -> Config:
@@ -52,6 +56,21 @@ async def upgrade_async(url: str, revision: str = "head") -> str:
     finally:
         await engine.dispose()
     return current or "base"
+
+
+async def in_migrated_store(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Migrate the database at ``url``, then run ``work(session)`` in one transaction on it.
+
+    For one-off reads and writes outside the coordinator (the CLI, the driver): a fresh
+    database answers "nothing yet" rather than "no such table".
+    """
+    await upgrade_async(url)
+    store = open_store(url)
+    try:
+        async with store.session() as session:
+            return await work(session)
+    finally:
+        await store.close()
 
 
 async def current_revision_async(url: str) -> str | None:
